@@ -56,15 +56,17 @@ class RKBlock(nn.Module):
         patterns = [tableau.coefficients()]
         if scheme.learn_params:
             patterns.append(tableau.coefficients(**{p: tableau.params[p] + 1 / math.pi for p in scheme.learn_params}))
-        A = [[any(float(P[1][i][j]) != 0 for P in patterns) for j in range(tableau.stages)] for i in range(tableau.stages)]
-        b = [any(float(P[2][i]) != 0 for P in patterns) for i in range(tableau.stages)]
+        rows = range(tableau.stages)
+        A = [[any(float(P[1][i][j]) != 0 for P in patterns) for j in rows] for i in rows]
+        b = [any(float(P[2][i]) != 0 for P in patterns) for i in rows]
         self.stages = s = needed_stages(A, b)
         self._deps = tuple(tuple(j for j in range(i) if A[i][j]) for i in range(s))
         self._out = tuple(b[:s])
         last_use = {j: max((i for i in range(s) if A[i][j]), default=-1) for j in range(s)}
         self._keep = tuple(last_use[i] > i for i in range(s))
         self._release = tuple(tuple(j for j in range(s) if last_use[j] == i) for i in range(s))
-        self._static = None if (scheme.learn_h or scheme.learn_params) else self._scaled(tableau.coefficients(), scheme.h)
+        learned = scheme.learn_h or scheme.learn_params
+        self._static = None if learned else self._scaled(tableau.coefficients(), scheme.h)
 
         n_F = s if stage_weights == "separate" else 1
         self.F = nn.ModuleList(make_F() for _ in range(n_F))

@@ -8,14 +8,14 @@ gamma(t) = |t| prod_k gamma(t_k) is the tree's density.
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache
 
 import numpy as np
 
 Tree = tuple  # a rooted tree is the sorted tuple of its children's trees; () is the single vertex
 
 
-@lru_cache(maxsize=None)
+@cache
 def rooted_trees(order: int) -> tuple[Tree, ...]:
     """All rooted trees with exactly `order` vertices (counts 1, 1, 2, 4, 9, 20, 48, 115, 286, 719)."""
     if order == 1:

@@ -294,7 +294,8 @@ def scheme_from_config(cfg: Mapping | str | ButcherTableau | Scheme) -> Scheme:
     cfg = dict(cfg)
     unknown = set(cfg) - SCHEME_KEYS
     if unknown:
-        raise ConfigError(f"scheme: unknown key(s) {', '.join(sorted(unknown))}; allowed: {', '.join(sorted(SCHEME_KEYS))}")
+        raise ConfigError(f"scheme: unknown key(s) {', '.join(sorted(unknown))}; "
+                          f"allowed: {', '.join(sorted(SCHEME_KEYS))}")
     name = str(cfg.get("name", "custom"))
     if any(k in cfg for k in ("c", "A", "b")):
         missing = [k for k in ("c", "A", "b") if cfg.get(k) is None]

@@ -1,0 +1,8 @@
+"""Task registry: a data module's `task` attribute names the LightningModule that trains on it."""
+
+from __future__ import annotations
+
+from odenets.tasks.base import Task
+from odenets.tasks.classification import ClassificationTask
+
+TASKS: dict[str, type[Task]] = {"classification": ClassificationTask}

@@ -1,0 +1,139 @@
+"""Training entry point: `python train.py scheme=rk4 depth=58` (or `python -m odenets.train`).
+
+One run = one directory `outputs/runs/<run_name>` named by the config's fingerprint, so the same
+command finds its own earlier work: a completed run is skipped (`force=true` reruns it) and an
+interrupted one resumes from `checkpoints/last.ckpt`. Every run ends with a `result.json`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import hydra
+import lightning as L
+import torch
+from hydra.core.hydra_config import HydraConfig
+from hydra.experimental.callback import Callback
+from hydra.types import RunMode
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from odenets import results
+from odenets.config import CONF_DIR, fingerprint, register_resolvers
+from odenets.data import build_datamodule
+from odenets.errors import ConfigError
+from odenets.models import build_model, count_params
+from odenets.schemes import scheme_from_config
+from odenets.tasks import TASKS
+from odenets.training import build_trainer, last_checkpoint
+
+log = logging.getLogger("odenets")
+register_resolvers()
+
+
+def train(cfg: DictConfig) -> dict:
+    """Train one configuration and return its result record (also written to result.json)."""
+    run_dir = Path(HydraConfig.get().runtime.output_dir)
+    fp = fingerprint(cfg)
+    previous = results.read_result(run_dir)
+    if previous and previous.get("fingerprint") == fp and previous.get("status") in ("completed", "diverged") \
+            and not cfg.get("force", False):
+        log.info("%s: already %s, skipping (force=true reruns it)", run_dir.name, previous["status"])
+        return previous
+
+    started, t0 = results.now(), time.time()
+    record = {"run_name": run_dir.name, "fingerprint": fp, "status": "running", "started": started,
+              "sweep_id": os.environ.get("ODENETS_SWEEP_ID"), "versions": results.environment(),
+              "config": OmegaConf.to_container(cfg, resolve=True)}
+    trainer = None
+    try:
+        L.seed_everything(cfg.seed, workers=True, verbose=False)
+        if "scheme" in cfg.model:
+            tableau = scheme_from_config(cfg.model.scheme).tableau
+            log.info("scheme %s: %d stages used, order %d", tableau.name, tableau.needed_stages, tableau.order)
+        datamodule = build_datamodule(cfg.dataset, seed=cfg.seed)
+        net = build_model(cfg.model)
+        record["params"] = count_params(net)
+        if cfg.channels_last:
+            net = net.to(memory_format=torch.channels_last)
+        task = TASKS[datamodule.task](
+            torch.compile(net) if cfg.compile else net,
+            optimizer=instantiate(cfg.optimizer),
+            scheduler=instantiate(cfg.scheduler) if cfg.get("scheduler") else None,
+            **datamodule.task_kwargs(),
+        )
+        trainer, history = build_trainer(cfg, run_dir, task)
+        _single_run_argv()  # DDP children re-run this job alone, not the whole sweep
+        trainer.fit(task, datamodule=datamodule, ckpt_path=last_checkpoint(run_dir))
+        record["status"] = "diverged" if task.diverged_at is not None else "completed"
+        record["diverged_at_step"] = task.diverged_at
+        record["history"] = history.epochs
+        record["epochs"] = len(history.epochs)
+        final = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
+        record["metrics"] = {"final": final, "best": results.best_of(history.epochs)}
+    except Exception as e:
+        record["status"] = "failed"
+        record["error"] = f"{type(e).__name__}: {e}".splitlines()[0]
+        raise
+    finally:
+        record["wall_time_s"] = round(time.time() - t0, 3)
+        record["finished"] = results.now()
+        if trainer is None or trainer.is_global_zero:
+            results.write_result(run_dir, record)
+    return record
+
+
+def _single_run_argv() -> None:
+    """Lightning starts DDP ranks by re-running sys.argv; make that this job's own overrides."""
+    sys.argv = [sys.argv[0], *HydraConfig.get().overrides.task]
+
+
+@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")
+def _hydra_main(cfg: DictConfig) -> None:
+    multirun = HydraConfig.get().mode == RunMode.MULTIRUN
+    try:
+        train(cfg)
+    except ConfigError as e:
+        if not multirun:
+            print(f"error: {e}", file=sys.stderr)
+            sys.exit(2)
+        log.error("job failed: %s", e)
+    except Exception as e:
+        if not multirun:
+            raise
+        log.error("job failed: %s: %s", type(e).__name__, e)
+
+
+class SweepReport(Callback):
+    """Hydra callback: tags a multirun's jobs with one sweep id, then reports how they ended."""
+
+    failed = 0
+
+    def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
+        os.environ["ODENETS_SWEEP_ID"] = uuid.uuid4().hex
+
+    def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
+        sweep_id = os.environ["ODENETS_SWEEP_ID"]
+        records = [r for r in map(results.read_result, Path(config.hydra.sweep.dir).glob("*"))
+                   if r and r.get("sweep_id") == sweep_id]
+        counts = {s: sum(r["status"] == s for r in records) for s in ("completed", "diverged", "failed", "running")}
+        print("sweep: " + ", ".join(f"{n} {s}" for s, n in counts.items() if n), file=sys.stderr)
+        for r in records:
+            if r["status"] == "failed":
+                print(f"  failed: {r['run_name']}: {r.get('error')}", file=sys.stderr)
+        SweepReport.failed = counts["failed"]
+
+
+def main() -> None:
+    """Run; after a multirun, exit with the number of failed jobs (at most 100)."""
+    _hydra_main()
+    sys.exit(min(SweepReport.failed, 100))
+
+
+if __name__ == "__main__":
+    main()
