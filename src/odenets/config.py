@@ -74,6 +74,7 @@ def register_resolvers() -> None:
         "run_name": lambda *, _root_: run_name(_root_),
         "run_id": lambda *, _root_: fingerprint(_root_)[:16],
         "epoch_fractions": _epoch_fractions,
+        "project_root": lambda: str(CONF_DIR.parent),
     }
     for name, fn in resolvers.items():
         if not OmegaConf.has_resolver(name):

@@ -167,8 +167,13 @@ def make_tableau(name: str, c: Sequence, A: Sequence[Sequence], b: Sequence, b_h
 
 # --------------------------------------------------------------------------- the registry
 def _heun_ext(alpha: Number = 0.5) -> dict:
-    """Extended Heun (HeunNet eq. 6-7): a21 = 1, b = [1 - alpha, alpha]; alpha = 0 is Euler, 1/2 Heun."""
-    return {"c": (0.0, 1.0), "A": ((0.0, 0.0), (1.0, 0.0)), "b": (1 - alpha, alpha)}
+    """Extended Heun (HeunNet eq. 6-7): a21 = 1, b = [1 - alpha, alpha]; alpha = 0 is Euler, 1/2 Heun.
+
+    For a number, 1 - alpha is taken in decimal (alpha=0.8 gives b1 = 0.2 exactly rounded, not
+    0.19999999999999996); a tensor alpha (learned) stays a tensor.
+    """
+    rest = float(1 - decimal.Decimal(repr(float(alpha)))) if isinstance(alpha, (int, float)) else 1 - alpha
+    return {"c": (0.0, 1.0), "A": ((0.0, 0.0), (1.0, 0.0)), "b": (rest, alpha)}
 
 
 def heun_ext(alpha: float = 0.5) -> ButcherTableau:

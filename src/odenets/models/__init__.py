@@ -36,3 +36,10 @@ def count_params(model: nn.Module) -> int:
 
 
 from odenets.models import horesnet  # noqa: E402,F401  (registers its models)
+from odenets.models import rkcnn  # noqa: E402,F401
+from odenets.models import recurrent  # noqa: E402,F401  (registers its models)
+from odenets.models import preact_resnet  # noqa: E402,F401
+from odenets.models import rknet  # noqa: E402,F401
+from odenets.models import odenet  # noqa: E402,F401
+from odenets.models import densenet  # noqa: E402,F401
+from odenets.models import cliquenet  # noqa: E402,F401

@@ -1,0 +1,52 @@
+"""Shared fixtures: reference data, composed configs, in-process training runs."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("ODENETS_SHARED", REPO.parent / "shared"))
+REFERENCE = SHARED / "reference"
+
+os.environ.setdefault("WANDB_MODE", "offline")
+os.environ.setdefault("WANDB_SILENT", "true")
+
+
+@pytest.fixture(scope="session")
+def butcher_reference() -> dict:
+    path = REFERENCE / "butcher_tableaus.json"
+    if not path.is_file():
+        pytest.skip(f"reference data not found at {path}")
+    return {s["id"]: s for s in json.loads(path.read_text())["schemes"]}
+
+
+@pytest.fixture(scope="session")
+def fig1_reference() -> dict:
+    path = REFERENCE / "heun_fig1_values.json"
+    if not path.is_file():
+        pytest.skip(f"reference data not found at {path}")
+    return json.loads(path.read_text())
+
+
+def quick_overrides(tmp_path: Path) -> list[str]:
+    """Overrides that keep an in-process or subprocess training run to a few seconds."""
+    return [f"paths.output_dir={tmp_path}/outputs", "trainer.enable_progress_bar=false", "epochs=1",
+            "dataset.subset=64", "dataset.test_subset=32", "dataset.batch_size=32", "model.width=8"]
+
+
+@pytest.fixture
+def run_inprocess(tmp_path):
+    """Train a composed config through `odenets.train.train` (the real code path minus the CLI)."""
+    from odenets.config import compose
+    from odenets.train import train
+
+    def run(overrides: list[str], name: str = "run") -> tuple[dict, Path]:
+        run_dir = tmp_path / name
+        cfg = compose(quick_overrides(tmp_path) + ["logger=none", *overrides], output_dir=run_dir)
+        return train(cfg), run_dir
+
+    return run
