@@ -64,6 +64,11 @@ def run_name(cfg: DictConfig) -> str:
     return "-".join(parts + [fingerprint(cfg)[:8]])
 
 
+def to_kwargs(node) -> dict:
+    """A config node (or mapping) as a plain dict of constructor arguments."""
+    return OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else dict(node)
+
+
 def _epoch_fractions(epochs: int, fractions) -> list[int]:
     """Milestones at fractions of the training length (the RKCNN recipe: /10 at 50% and 75%)."""
     return [max(1, round(int(epochs) * float(f))) for f in fractions]

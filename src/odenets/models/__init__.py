@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from omegaconf import OmegaConf
 from torch import nn
 
+from odenets.config import to_kwargs
 from odenets.errors import ConfigError
 
 MODELS: dict[str, Callable[..., nn.Module]] = {}
@@ -26,7 +26,7 @@ def create_model(name: str, **kwargs) -> nn.Module:
 
 def build_model(model_cfg) -> nn.Module:
     """The network a `conf/model/*.yaml` node describes: `name` plus the constructor's arguments."""
-    kwargs = OmegaConf.to_container(model_cfg, resolve=True) if OmegaConf.is_config(model_cfg) else dict(model_cfg)
+    kwargs = to_kwargs(model_cfg)
     return create_model(kwargs.pop("name"), **kwargs)
 
 
@@ -35,11 +35,16 @@ def count_params(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
-from odenets.models import horesnet  # noqa: E402,F401  (registers its models)
-from odenets.models import rkcnn  # noqa: E402,F401
-from odenets.models import recurrent  # noqa: E402,F401  (registers its models)
-from odenets.models import preact_resnet  # noqa: E402,F401
-from odenets.models import rknet  # noqa: E402,F401
-from odenets.models import odenet  # noqa: E402,F401
-from odenets.models import densenet  # noqa: E402,F401
-from odenets.models import cliquenet  # noqa: E402,F401
+# Model families register themselves on import.
+from odenets.models import (  # noqa: E402,F401
+    cliquenet,
+    densenet,
+    horesnet,
+    lm_resnet,
+    momentum_resnet,
+    odenet,
+    preact_resnet,
+    recurrent,
+    rkcnn,
+    rknet,
+)

@@ -1,0 +1,174 @@
+"""Data: every vision dataset through its real torchvision class from tiny files in the real
+format; real MNIST when present; batch-wise augmentation; DDP sharding; missing data."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from dataset_files import patch_checksums, write_cifar10, write_cifar100, write_mnist, write_svhn
+from odenets.config import compose
+from odenets.data import augment, build_datamodule
+from odenets.data.base import Split, TensorBatches
+from odenets.errors import ConfigError
+
+SHARED_MNIST = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+def datamodule(name: str, root: Path, *overrides: str):
+    cfg = compose([f"dataset={name}", f"paths.data_dir={root}", *overrides])
+    dm = build_datamodule(cfg.dataset)
+    dm.prepare_data()
+    dm.setup()
+    return dm
+
+
+def test_cifar10_through_torchvision(tmp_path, monkeypatch):
+    patch_checksums(monkeypatch, cifar10=write_cifar10(tmp_path, per_batch=8))
+    dm = datamodule("cifar10", tmp_path)
+    assert dm.train.x.shape == (40, 3, 32, 32) and dm.train.x.dtype == torch.uint8
+    assert dm.test.x.shape == (8, 3, 32, 32) and dm.train.y.tolist()[:10] == list(range(8)) + [0, 1]
+
+
+def test_cifar100_through_torchvision(tmp_path, monkeypatch):
+    patch_checksums(monkeypatch, cifar100=write_cifar100(tmp_path, n=16))
+    dm = datamodule("cifar100", tmp_path)
+    assert dm.train.x.shape == (16, 3, 32, 32) and dm.train.y.tolist() == [i * 7 % 100 for i in range(16)]
+
+
+@pytest.mark.parametrize("extra,n_train", [(False, 12), (True, 24)])
+def test_svhn_through_torchvision(tmp_path, monkeypatch, extra, n_train):
+    patch_checksums(monkeypatch, svhn=write_svhn(tmp_path, n=12))
+    dm = datamodule("svhn", tmp_path, f"dataset.extra={extra}")
+    assert dm.train.x.shape == (n_train, 3, 32, 32) and dm.test.x.shape == (12, 3, 32, 32)
+    assert dm.train.y[:10].tolist() == [1, 2, 3, 4, 5, 6, 7, 8, 9, 0]  # SVHN's label 10 is the digit 0
+
+
+def test_mnist_through_torchvision(tmp_path):
+    write_mnist(tmp_path, n_train=20, n_test=10)
+    dm = datamodule("mnist", tmp_path)
+    assert dm.train.x.shape == (20, 1, 28, 28) and dm.test.y.tolist() == list(range(10))
+
+
+@pytest.mark.skipif(not (SHARED_MNIST / "MNIST" / "raw").is_dir(), reason="real MNIST not present")
+def test_real_mnist():
+    dm = datamodule("mnist", SHARED_MNIST)
+    assert dm.train.x.shape == (60000, 1, 28, 28) and dm.test.x.shape == (10000, 1, 28, 28)
+    assert torch.bincount(dm.test.y).tolist()[:3] == [980, 1135, 1032]
+
+
+def test_digits_is_bundled_and_split_80_20():
+    dm = datamodule("digits", Path("unused"))
+    assert len(dm.train) == 1437 and len(dm.test) == 360 and dm.train.x.shape[1:] == (1, 8, 8)
+
+
+@pytest.mark.parametrize("name,expected", [("cifar10", "cifar-10-batches-py"), ("cifar100", "cifar-100-python"),
+                                           ("svhn", "train,test}_32x32.mat"), ("mnist", "MNIST/raw")])
+def test_missing_data_fails_in_one_line_naming_the_files(tmp_path, monkeypatch, name, expected):
+    monkeypatch.setattr("torchvision.datasets.utils.download_url", _offline)
+    monkeypatch.setattr("torchvision.datasets.utils.download_and_extract_archive", _offline)
+    monkeypatch.setattr("torchvision.datasets.mnist.download_and_extract_archive", _offline)
+    monkeypatch.setattr("torchvision.datasets.cifar.download_and_extract_archive", _offline)
+    monkeypatch.setattr("torchvision.datasets.svhn.download_url", _offline)
+    with pytest.raises(ConfigError) as e:
+        datamodule(name, tmp_path)
+    message = str(e.value)
+    assert "\n" not in message and expected in message and str(tmp_path) in message and "download failed" in message
+
+
+def _offline(*args, **kwargs):
+    raise OSError("<urlopen error [Errno -2] Name or service not known>")
+
+
+def test_corrupt_cifar_file_is_reported(tmp_path, monkeypatch):
+    patch_checksums(monkeypatch, cifar10=write_cifar10(tmp_path))
+    (tmp_path / "cifar-10-batches-py" / "data_batch_3").write_bytes(b"truncated")
+    cfg = compose(["dataset=cifar10", f"paths.data_dir={tmp_path}"])
+    dm = build_datamodule(cfg.dataset)
+    with pytest.raises(ConfigError, match="missing or corrupt"):
+        dm.setup()
+
+
+# -- batch-wise augmentation ----------------------------------------------------------------------
+def test_random_crop_is_a_shift_of_the_padded_image():
+    x = torch.arange(2 * 3 * 8 * 8, dtype=torch.uint8).view(2, 3, 8, 8)
+    g = torch.Generator().manual_seed(0)
+    out = augment.random_crop(x, 2, generator=g)
+    padded = torch.nn.functional.pad(x, (2, 2, 2, 2))
+    for i in range(2):
+        windows = [padded[i, :, dy:dy + 8, dx:dx + 8] for dy in range(5) for dx in range(5)]
+        assert any(torch.equal(out[i], w) for w in windows)
+
+
+def test_random_crop_offsets_are_uniform_and_per_image():
+    """Padding 1: each image's offset is uniform over 3 x 3, so the marked top-left pixel lands at
+    (0,0), (0,1), (1,0) or (1,1) with probability 1/9 each and is cropped away with 5/9."""
+    x = torch.zeros(9000, 1, 4, 4, dtype=torch.uint8)
+    x[:, :, 0, 0] = 255
+    out = augment.random_crop(x, 1, generator=torch.Generator().manual_seed(0))
+    visible = out.flatten(1).max(1).values == 255
+    position = out.flatten(1).argmax(1)[visible]
+    freq = torch.bincount(position, minlength=16).float() / len(x)
+    for p in (0, 1, 4, 5):
+        assert abs(freq[p].item() - 1 / 9) < 0.015
+    assert abs(1 - visible.float().mean().item() - 5 / 9) < 0.02
+
+
+def test_random_flip_flips_about_half():
+    x = torch.arange(1000 * 4, dtype=torch.float32).view(1000, 1, 1, 4)
+    out = augment.random_flip(x, generator=torch.Generator().manual_seed(0))
+    flipped = (out[:, 0, 0, 0] != x[:, 0, 0, 0])
+    assert torch.equal(out[flipped], x[flipped].flip(-1)) and 0.45 < flipped.float().mean() < 0.55
+
+
+def test_normalize_matches_torchvision():
+    from torchvision.transforms import v2
+
+    x = torch.randint(0, 256, (2, 3, 4, 4), dtype=torch.uint8)
+    mean, std = torch.tensor([0.4, 0.5, 0.6]), torch.tensor([0.2, 0.25, 0.3])
+    ref = v2.Normalize(mean.tolist(), std.tolist())(x.float() / 255)
+    assert torch.allclose(augment.normalize(x, mean, std), ref, atol=1e-5)
+
+
+def test_autoaugment_keeps_shape_and_dtype():
+    x = torch.randint(0, 256, (6, 3, 32, 32), dtype=torch.uint8)
+    out = augment.autoaugment(x, group=2)
+    assert out.shape == x.shape and out.dtype == torch.uint8
+
+
+# -- batches and DDP sharding ---------------------------------------------------------------------
+def test_training_shards_are_disjoint_equal_and_reshuffled_each_epoch():
+    split = Split(torch.arange(103), torch.arange(103))
+    ranks = [TensorBatches(split, 10, shuffle=True, seed=3, rank=r, world_size=2) for r in range(2)]
+    seen = [torch.cat([x for x, _ in r]) for r in ranks]
+    assert len(seen[0]) == len(seen[1]) == 51 and not set(seen[0].tolist()) & set(seen[1].tolist())
+    assert len(ranks[0]) == 6
+    assert not torch.equal(torch.cat([x for x, _ in ranks[0]]), seen[0])  # epoch 2 is a new permutation
+
+
+def test_evaluation_shards_cover_every_sample_once():
+    split = Split(torch.arange(11), torch.arange(11))
+    seen = torch.cat([x for r in range(3) for x, _ in TensorBatches(split, 4, shuffle=False, rank=r, world_size=3)])
+    assert sorted(seen.tolist()) == list(range(11))
+
+
+def test_batches_resume_mid_epoch():
+    split = Split(torch.arange(50), torch.arange(50))
+    full = TensorBatches(split, 10, shuffle=True, seed=1)
+    it = iter(full)
+    first = [next(it)[0] for _ in range(2)]
+    state = full.state_dict()
+    resumed = TensorBatches(split, 10, shuffle=True, seed=1)
+    resumed.load_state_dict(state)
+    rest = [x for x, _ in resumed]
+    assert len(rest) == 3 and torch.equal(torch.cat(first + rest).sort().values, torch.arange(50))
+
+
+def test_torchvision_pipeline_yields_normalised_batches(tmp_path):
+    write_mnist(tmp_path)
+    dm = datamodule("mnist", tmp_path, "dataset.pipeline=torchvision", "dataset.crop_padding=2",
+                    "dataset.batch_size=5")
+    x, y = next(iter(dm.train_dataloader()))
+    assert x.shape == (5, 1, 28, 28) and x.dtype == torch.float32 and y.shape == (5,)
