@@ -1,0 +1,50 @@
+"""Batch-wise image augmentation as tensor ops on the batch's device (uint8 in, uint8 out).
+
+Each image draws its own crop offset and flip, exactly as torchvision's per-image
+`RandomCrop(size, padding)` and `RandomHorizontalFlip()` would, but for the whole batch at once.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from torchvision.transforms import v2
+
+
+def random_crop(x: Tensor, padding: int, generator: torch.Generator | None = None) -> Tensor:
+    """Zero-pad by `padding` and crop back to the original size at a random offset per image."""
+    if padding <= 0:
+        return x
+    n, _, h, w = x.shape
+    padded = F.pad(x, (padding,) * 4)
+    dy = torch.randint(0, 2 * padding + 1, (n, 1, 1), device=x.device, generator=generator)
+    dx = torch.randint(0, 2 * padding + 1, (n, 1, 1), device=x.device, generator=generator)
+    rows = dy + torch.arange(h, device=x.device).view(1, h, 1)
+    cols = dx + torch.arange(w, device=x.device).view(1, 1, w)
+    batch = torch.arange(n, device=x.device).view(n, 1, 1)
+    return padded.permute(0, 2, 3, 1)[batch, rows, cols].permute(0, 3, 1, 2)
+
+
+def random_flip(x: Tensor, generator: torch.Generator | None = None) -> Tensor:
+    """Mirror each image left-right with probability 1/2."""
+    flip = torch.rand(x.shape[0], device=x.device, generator=generator) < 0.5
+    return torch.where(flip.view(-1, 1, 1, 1), x.flip(-1), x)
+
+
+_AUTOAUGMENT = v2.AutoAugment(v2.AutoAugmentPolicy.CIFAR10)
+
+
+def autoaugment(x: Tensor, group: int = 1) -> Tensor:
+    """torchvision's AutoAugment (CIFAR-10 policy) on uint8 batches.
+
+    v2 transforms draw one sub-policy per call, so the batch is split into groups of `group`
+    images that each get their own draw: `group=1` is exactly per-image AutoAugment; larger
+    groups trade independence between neighbouring images for fewer calls.
+    """
+    return torch.cat([_AUTOAUGMENT(chunk) for chunk in x.split(group)])
+
+
+def normalize(x: Tensor, mean: Tensor, std: Tensor) -> Tensor:
+    """uint8 [0, 255] -> float, (x/255 - mean) / std per channel."""
+    return (x.float() - 255 * mean.view(1, -1, 1, 1)) / (255 * std.view(1, -1, 1, 1))

@@ -1,0 +1,138 @@
+"""In-memory data modules: whole datasets as tensors, batches drawn by index.
+
+Small datasets (CIFAR, SVHN, MNIST, digits, ECG beats, sine windows) fit in memory as tensors.
+`TensorDataModule` keeps them there (images as uint8) and serves batches by indexing a seeded
+permutation: no per-sample Python work, no worker processes. Under DDP each rank takes its own
+slice of the same permutation (the DistributedSampler contract: equal-sized shards, the tail
+dropped for training; evaluation shards are disjoint and cover every sample once). Batches are
+moved to the training device first and transformed there (`on_after_batch_transfer`), so image
+augmentation runs batch-wise on the GPU when training on one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import lightning as L
+import torch
+from torch import Tensor
+
+
+@dataclass
+class Split:
+    x: Tensor
+    y: Tensor
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    def head(self, n: int | None) -> Split:
+        return self if n is None else Split(self.x[:n], self.y[:n])
+
+
+class TensorBatches:
+    """Batches of (x[idx], y[idx]) over a rank's shard of a per-epoch permutation.
+
+    Stateful (`state_dict`/`load_state_dict`), so a run resumed from a mid-epoch checkpoint
+    continues with the very batches it would have seen.
+    """
+
+    def __init__(self, split: Split, batch_size: int, shuffle: bool, seed: int = 0, rank: int = 0,
+                 world_size: int = 1) -> None:
+        self.split, self.batch_size, self.shuffle, self.seed = split, batch_size, shuffle, seed
+        self.rank, self.world_size = rank, world_size
+        self.epoch, self._start, self._batches_done = 0, 0, 0
+
+    def _indices(self) -> Tensor:
+        n = len(self.split)
+        if not self.shuffle:  # evaluation: contiguous disjoint shards, every sample exactly once
+            bounds = [n * r // self.world_size for r in range(self.world_size + 1)]
+            return torch.arange(bounds[self.rank], bounds[self.rank + 1])
+        g = torch.Generator().manual_seed(self.seed + self.epoch)
+        per_rank = n // self.world_size
+        return torch.randperm(n, generator=g)[self.rank * per_rank:(self.rank + 1) * per_rank]
+
+    def __len__(self) -> int:
+        n = len(self._indices()) if not self.shuffle else len(self.split) // self.world_size
+        return -(-n // self.batch_size)
+
+    def __iter__(self):
+        idx = self._indices()
+        start, self._start = self._start, 0
+        for b in range(start, len(self)):
+            self._batches_done = b + 1
+            sel = idx[b * self.batch_size:(b + 1) * self.batch_size]
+            yield self.split.x[sel], self.split.y[sel]
+        if self.shuffle:
+            self.epoch += 1
+        self._batches_done = 0
+
+    def state_dict(self) -> dict:
+        return {"epoch": self.epoch, "batches_done": self._batches_done}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.epoch, self._start = state["epoch"], state["batches_done"]
+
+
+class TensorDataModule(L.LightningDataModule):
+    """Base class: subclasses implement `load()` returning the (train, test) splits as tensors.
+
+    Keyword arguments are the `conf/dataset/*.yaml` keys; those a subclass does not use are
+    ignored by it. `subset` / `test_subset` keep the first N samples (smoke budgets).
+    """
+
+    task = "classification"
+
+    def __init__(self, name: str, root: str = "data", batch_size: int = 128, eval_batch_size: int = 512,
+                 subset: int | None = None, test_subset: int | None = None, seed: int = 0, **options) -> None:
+        super().__init__()
+        self.name, self.root = name, root
+        self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
+        self.subset, self.test_subset, self.seed = subset, test_subset, seed
+        self.options = options
+        self.train: Split | None = None
+        self.test: Split | None = None
+
+    # -- to implement ------------------------------------------------------------------------
+    def load(self) -> tuple[Split, Split]:
+        raise NotImplementedError
+
+    def transform(self, x: Tensor, train: bool) -> Tensor:
+        """Device-side batch transform (augmentation, normalisation). Identity by default."""
+        return x
+
+    def task_kwargs(self) -> dict:
+        """Arguments of the task's LightningModule that come from the data."""
+        return {"num_classes": self.options["num_classes"]}
+
+    # -- Lightning hooks ---------------------------------------------------------------------
+    def prepare_data(self) -> None:
+        """Downloads (rank 0 only); `load()` must then find the files without downloading."""
+        self.download()
+
+    def download(self) -> None:
+        """Fetch missing files when online; datasets that need nothing leave this as is."""
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.train is None:
+            train, test = self.load()
+            self.train, self.test = train.head(self.subset), test.head(self.test_subset)
+
+    def _world(self) -> tuple[int, int]:
+        trainer = self.trainer
+        return (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
+
+    def train_dataloader(self) -> TensorBatches:
+        rank, world = self._world()
+        return TensorBatches(self.train, self.batch_size, shuffle=True, seed=self.seed, rank=rank, world_size=world)
+
+    def val_dataloader(self) -> TensorBatches:
+        rank, world = self._world()
+        return TensorBatches(self.test, self.eval_batch_size, shuffle=False, rank=rank, world_size=world)
+
+    test_dataloader = val_dataloader
+
+    def on_after_batch_transfer(self, batch, dataloader_idx: int):
+        x, y = batch
+        training = self.trainer is not None and self.trainer.training
+        return self.transform(x, train=training), y
