@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -50,3 +52,20 @@ def run_inprocess(tmp_path):
         return train(cfg), run_dir
 
     return run
+
+
+def cli(*args: str, tmp_path: Path, timeout: int = 300, module: bool = False, quick: bool = True,
+        popen: bool = False):
+    """Run `python train.py` (or `-m odenets.train`) in a subprocess with `args` after the quick overrides."""
+    entry = ["-m", "odenets.train"] if module else ["train.py"]
+    env = {**os.environ, "WANDB_MODE": "offline", "HYDRA_FULL_ERROR": "0"}
+    flags = [a for a in args if a.startswith("-")]
+    overrides = [a for a in args if not a.startswith("-")]
+    command = [sys.executable, *entry, *flags, *(quick_overrides(tmp_path) if quick else []), *overrides]
+    if popen:
+        return subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def results_under(tmp_path: Path) -> dict[str, dict]:
+    return {p.parent.name: json.loads(p.read_text()) for p in (tmp_path / "outputs" / "runs").glob("*/result.json")}

@@ -14,7 +14,6 @@ from odenets.ode import integrate
 from odenets.schemes import TABLEAUS
 
 
-
 @pytest.fixture(autouse=True)
 def float64():
     previous = torch.get_default_dtype()

@@ -11,7 +11,7 @@ import torch
 from dataset_files import patch_checksums, write_cifar10, write_cifar100, write_mnist, write_svhn
 from odenets.config import compose
 from odenets.data import augment, build_datamodule
-from odenets.data.base import Split, TensorBatches
+from odenets.data.base import EpochSampler, Split, TensorBatches
 from odenets.errors import ConfigError
 
 SHARED_MNIST = Path(__file__).resolve().parents[2] / "shared" / "data"
@@ -141,29 +141,34 @@ def test_autoaugment_keeps_shape_and_dtype():
 # -- batches and DDP sharding ---------------------------------------------------------------------
 def test_training_shards_are_disjoint_equal_and_reshuffled_each_epoch():
     split = Split(torch.arange(103), torch.arange(103))
-    ranks = [TensorBatches(split, 10, shuffle=True, seed=3, rank=r, world_size=2) for r in range(2)]
+    ranks = [TensorBatches(split, 10, EpochSampler(103, True, seed=3, rank=r, world_size=2)) for r in range(2)]
     seen = [torch.cat([x for x, _ in r]) for r in ranks]
     assert len(seen[0]) == len(seen[1]) == 51 and not set(seen[0].tolist()) & set(seen[1].tolist())
     assert len(ranks[0]) == 6
-    assert not torch.equal(torch.cat([x for x, _ in ranks[0]]), seen[0])  # epoch 2 is a new permutation
+    assert torch.equal(torch.cat([x for x, _ in ranks[0]]), seen[0])  # same epoch, same order
+    ranks[0].sampler.set_epoch(1)  # what Lightning calls at every epoch start
+    assert not torch.equal(torch.cat([x for x, _ in ranks[0]]), seen[0])
 
 
 def test_evaluation_shards_cover_every_sample_once():
     split = Split(torch.arange(11), torch.arange(11))
-    seen = torch.cat([x for r in range(3) for x, _ in TensorBatches(split, 4, shuffle=False, rank=r, world_size=3)])
+    seen = torch.cat([x for r in range(3) for x, _ in TensorBatches(split, 4, EpochSampler(11, False, 0, r, 3))])
     assert sorted(seen.tolist()) == list(range(11))
 
 
-def test_batches_resume_mid_epoch():
+@pytest.mark.parametrize("consumed,expected_rest", [(2, 3), (5, 5)])
+def test_batches_resume_mid_epoch(consumed, expected_rest):
+    """A state saved after k of 5 batches resumes with the other 5 - k; after all 5, with a new epoch."""
     split = Split(torch.arange(50), torch.arange(50))
-    full = TensorBatches(split, 10, shuffle=True, seed=1)
+    full = TensorBatches(split, 10, EpochSampler(50, True, seed=1))
     it = iter(full)
-    first = [next(it)[0] for _ in range(2)]
-    state = full.state_dict()
-    resumed = TensorBatches(split, 10, shuffle=True, seed=1)
-    resumed.load_state_dict(state)
+    first = [next(it)[0] for _ in range(consumed)]
+    resumed = TensorBatches(split, 10, EpochSampler(50, True, seed=1))
+    resumed.load_state_dict(full.state_dict())
     rest = [x for x, _ in resumed]
-    assert len(rest) == 3 and torch.equal(torch.cat(first + rest).sort().values, torch.arange(50))
+    assert len(rest) == expected_rest
+    if consumed < 5:
+        assert torch.equal(torch.cat(first + rest), torch.cat([x for x, _ in full]))
 
 
 def test_torchvision_pipeline_yields_normalised_batches(tmp_path):

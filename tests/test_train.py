@@ -4,14 +4,9 @@ two CPU processes, wandb offline, bad input)."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 
-from conftest import REPO, quick_overrides
+from conftest import cli, results_under
 from dataset_files import patch_checksums, write_cifar10, write_cifar100, write_mnist, write_svhn
 
 RESULT_KEYS = {"config", "fingerprint", "status", "params", "metrics", "epochs", "wall_time_s", "history"}
@@ -46,19 +41,6 @@ def test_rk8_adaptive_learns_its_steps(run_inprocess):
     record, _ = run_inprocess(["scheme=rk8_adaptive", "depth=30", "dataset.subset=16", "dataset.batch_size=16"])
     check_completed(record)
     assert record["config"]["scheme"]["learn_h"] is True
-
-
-def cli(*args: str, tmp_path: Path, timeout: int = 300, module: bool = False) -> subprocess.CompletedProcess:
-    entry = ["-m", "odenets.train"] if module else ["train.py"]
-    env = {**os.environ, "WANDB_MODE": "offline", "HYDRA_FULL_ERROR": "0"}
-    flags = [a for a in args if a.startswith("-")]
-    overrides = [a for a in args if not a.startswith("-")]
-    return subprocess.run([sys.executable, *entry, *flags, *quick_overrides(tmp_path), *overrides], cwd=REPO, env=env,
-                          capture_output=True, text=True, timeout=timeout)
-
-
-def results_under(tmp_path: Path) -> dict[str, dict]:
-    return {p.parent.name: json.loads(p.read_text()) for p in (tmp_path / "outputs" / "runs").glob("*/result.json")}
 
 
 def test_cli_run_then_rerun_is_skipped(tmp_path):

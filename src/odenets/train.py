@@ -21,16 +21,19 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from hydra.utils import instantiate
+from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
 from odenets import results
 from odenets.config import CONF_DIR, fingerprint, register_resolvers
 from odenets.data import build_datamodule
-from odenets.errors import ConfigError
+from odenets.errors import ConfigError, one_line
 from odenets.models import build_model, count_params
 from odenets.schemes import scheme_from_config
 from odenets.tasks import TASKS
 from odenets.training import build_trainer, last_checkpoint
+from odenets.validation import validate
 
 log = logging.getLogger("odenets")
 register_resolvers()
@@ -42,7 +45,7 @@ def train(cfg: DictConfig) -> dict:
     fp = fingerprint(cfg)
     previous = results.read_result(run_dir)
     if previous and previous.get("fingerprint") == fp and previous.get("status") in ("completed", "diverged") \
-            and not cfg.get("force", False):
+            and not cfg.force:
         log.info("%s: already %s, skipping (force=true reruns it)", run_dir.name, previous["status"])
         return previous
 
@@ -52,6 +55,7 @@ def train(cfg: DictConfig) -> dict:
               "config": OmegaConf.to_container(cfg, resolve=True)}
     trainer = None
     try:
+        validate(cfg)
         L.seed_everything(cfg.seed, workers=True, verbose=False)
         if "scheme" in cfg.model:
             tableau = scheme_from_config(cfg.model.scheme).tableau
@@ -61,15 +65,18 @@ def train(cfg: DictConfig) -> dict:
         record["params"] = count_params(net)
         if cfg.channels_last:
             net = net.to(memory_format=torch.channels_last)
+        if cfg.compile:
+            net.compile()  # in place: state_dict keys (and so checkpoints) stay those of the plain model
         task = TASKS[datamodule.task](
-            torch.compile(net) if cfg.compile else net,
+            net,
             optimizer=instantiate(cfg.optimizer),
             scheduler=instantiate(cfg.scheduler) if cfg.get("scheduler") else None,
             **datamodule.task_kwargs(),
         )
         trainer, history = build_trainer(cfg, run_dir, task)
         _single_run_argv()  # DDP children re-run this job alone, not the whole sweep
-        trainer.fit(task, datamodule=datamodule, ckpt_path=last_checkpoint(run_dir))
+        # last.ckpt is our own (it holds RNG states as numpy arrays), so it is loaded in full
+        trainer.fit(task, datamodule=datamodule, ckpt_path=last_checkpoint(run_dir), weights_only=False)
         record["status"] = "diverged" if task.diverged_at is not None else "completed"
         record["diverged_at_step"] = task.diverged_at
         record["history"] = history.epochs
@@ -78,7 +85,7 @@ def train(cfg: DictConfig) -> dict:
         record["metrics"] = {"final": final, "best": results.best_of(history.epochs)}
     except Exception as e:
         record["status"] = "failed"
-        record["error"] = f"{type(e).__name__}: {e}".splitlines()[0]
+        record["error"] = one_line(e)
         raise
     finally:
         record["wall_time_s"] = round(time.time() - t0, 3)
@@ -95,18 +102,16 @@ def _single_run_argv() -> None:
 
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")
 def _hydra_main(cfg: DictConfig) -> None:
-    multirun = HydraConfig.get().mode == RunMode.MULTIRUN
     try:
         train(cfg)
-    except ConfigError as e:
-        if not multirun:
-            print(f"error: {e}", file=sys.stderr)
-            sys.exit(2)
-        log.error("job failed: %s", e)
     except Exception as e:
-        if not multirun:
+        if HydraConfig.get().mode == RunMode.MULTIRUN:
+            # a sweep goes on: the job's result.json says `failed` and why, the summary counts it
+            log.error("job failed: %s", one_line(e))
+        elif isinstance(e, ConfigError) and os.environ.get("ODENETS_TRACEBACK") != "1":
+            _exit_bad_input(e)
+        else:
             raise
-        log.error("job failed: %s: %s", type(e).__name__, e)
 
 
 class SweepReport(Callback):
@@ -130,9 +135,23 @@ class SweepReport(Callback):
 
 
 def main() -> None:
-    """Run; after a multirun, exit with the number of failed jobs (at most 100)."""
-    _hydra_main()
+    """Run. Bad input (config, overrides, data) ends with one line on stderr and exit status 2
+    (HYDRA_FULL_ERROR=1 shows the traceback); a multirun exits with its number of failed jobs."""
+    if os.environ.get("HYDRA_FULL_ERROR") == "1":
+        os.environ["ODENETS_TRACEBACK"] = "1"
+    os.environ["HYDRA_FULL_ERROR"] = "1"  # Hydra re-raises instead of printing; we report below
+    try:
+        _hydra_main()
+    except (ConfigError, HydraException, OmegaConfBaseException) as e:
+        if os.environ.get("ODENETS_TRACEBACK") == "1":
+            raise
+        _exit_bad_input(e)
     sys.exit(min(SweepReport.failed, 100))
+
+
+def _exit_bad_input(e: BaseException) -> None:
+    print(f"error: {one_line(e)}", file=sys.stderr)
+    sys.exit(2)
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ from pathlib import Path
 import lightning as L
 import torch
 from hydra.utils import instantiate
+from lightning.fabric.utilities.seed import _collect_rng_states, _set_rng_states
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 from omegaconf import DictConfig
@@ -26,6 +27,31 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             torch.save(checkpoint, f)
 
 
+class ResumeCheckpoint(L.Callback):
+    """`last.ckpt` every `every_n_steps` optimiser steps and after every epoch's evaluation, with
+    the random number generators' states, so a killed run resumes where it stopped and, in
+    deterministic mode, ends exactly as an uninterrupted run would (the data order is restored by
+    the stateful `TensorBatches`, metric accumulators by the task)."""
+
+    def __init__(self, path: Path, every_n_steps: int | None) -> None:
+        self.path, self.every_n_steps = Path(path), every_n_steps
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if self.every_n_steps and trainer.global_step % self.every_n_steps == 0:
+            trainer.save_checkpoint(self.path, weights_only=False)
+
+    def on_validation_end(self, trainer, pl_module) -> None:
+        if trainer.state.fn == "fit" and not trainer.sanity_checking:
+            trainer.save_checkpoint(self.path, weights_only=False)
+
+    def on_save_checkpoint(self, trainer, pl_module, checkpoint: dict) -> None:
+        checkpoint["rng_states"] = _collect_rng_states()
+
+    def on_load_checkpoint(self, trainer, pl_module, checkpoint: dict) -> None:
+        if "rng_states" in checkpoint:
+            _set_rng_states(checkpoint["rng_states"])
+
+
 def last_checkpoint(run_dir: Path) -> str | None:
     """`last.ckpt` of an interrupted run in `run_dir`, to resume from."""
     path = Path(run_dir) / CHECKPOINTS / "last.ckpt"
@@ -39,8 +65,7 @@ def build_trainer(cfg: DictConfig, run_dir: Path, task: Task) -> tuple[L.Trainer
         history,
         ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor=task.monitor, mode=task.mode, save_top_k=1,
                         auto_insert_metric_name=False, enable_version_counter=False),
-        ModelCheckpoint(dirpath=ckpt_dir, filename="last", save_top_k=0, save_last=True,
-                        every_n_train_steps=cfg.checkpoint_every_n_steps or None, enable_version_counter=False),
+        ResumeCheckpoint(ckpt_dir / "last.ckpt", cfg.checkpoint_every_n_steps),
     ]
     loggers = [instantiate(c) for c in (cfg.logger or {}).values()]
     trainer = instantiate(cfg.trainer, default_root_dir=str(run_dir), callbacks=callbacks, logger=loggers or False,

@@ -30,48 +30,61 @@ class Split:
         return self if n is None else Split(self.x[:n], self.y[:n])
 
 
-class TensorBatches:
-    """Batches of (x[idx], y[idx]) over a rank's shard of a per-epoch permutation.
+class EpochSampler:
+    """Sample indices of one rank for one epoch, like `DistributedSampler`: Lightning calls
+    `set_epoch` at every epoch start, so the permutation is a function of (seed, epoch) alone and
+    a resumed run sees the same order. Training shards are equal-sized (the tail is dropped);
+    evaluation shards are contiguous, disjoint and cover every sample once."""
 
-    Stateful (`state_dict`/`load_state_dict`), so a run resumed from a mid-epoch checkpoint
-    continues with the very batches it would have seen.
-    """
+    def __init__(self, n: int, shuffle: bool, seed: int = 0, rank: int = 0, world_size: int = 1) -> None:
+        self.n, self.shuffle, self.seed, self.rank, self.world_size = n, shuffle, seed, rank, world_size
+        self.epoch = 0
 
-    def __init__(self, split: Split, batch_size: int, shuffle: bool, seed: int = 0, rank: int = 0,
-                 world_size: int = 1) -> None:
-        self.split, self.batch_size, self.shuffle, self.seed = split, batch_size, shuffle, seed
-        self.rank, self.world_size = rank, world_size
-        self.epoch, self._start, self._batches_done = 0, 0, 0
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
 
-    def _indices(self) -> Tensor:
-        n = len(self.split)
-        if not self.shuffle:  # evaluation: contiguous disjoint shards, every sample exactly once
-            bounds = [n * r // self.world_size for r in range(self.world_size + 1)]
+    def indices(self) -> Tensor:
+        if not self.shuffle:
+            bounds = [self.n * r // self.world_size for r in range(self.world_size + 1)]
             return torch.arange(bounds[self.rank], bounds[self.rank + 1])
-        g = torch.Generator().manual_seed(self.seed + self.epoch)
-        per_rank = n // self.world_size
-        return torch.randperm(n, generator=g)[self.rank * per_rank:(self.rank + 1) * per_rank]
+        per_rank = self.n // self.world_size
+        perm = torch.randperm(self.n, generator=torch.Generator().manual_seed(self.seed + self.epoch))
+        return perm[self.rank * per_rank:(self.rank + 1) * per_rank]
 
     def __len__(self) -> int:
-        n = len(self._indices()) if not self.shuffle else len(self.split) // self.world_size
-        return -(-n // self.batch_size)
+        return self.n // self.world_size if self.shuffle else len(self.indices())
+
+
+class TensorBatches:
+    """Batches (x[idx], y[idx]) in the order of `sampler`; no per-sample Python work.
+
+    Stateful (`state_dict`/`load_state_dict` hold the batches already served this epoch), so a
+    run resumed from a mid-epoch checkpoint continues with exactly the batches it had not seen.
+    """
+
+    batch_sampler = None  # what Lightning inspects on a DataLoader: the order comes from `sampler`
+
+    def __init__(self, split: Split, batch_size: int, sampler: EpochSampler) -> None:
+        self.split, self.batch_size, self.sampler = split, batch_size, sampler
+        self._start = self._served = 0
+
+    def __len__(self) -> int:
+        return -(-len(self.sampler) // self.batch_size)
 
     def __iter__(self):
-        idx = self._indices()
+        idx = self.sampler.indices()
         start, self._start = self._start, 0
         for b in range(start, len(self)):
-            self._batches_done = b + 1
+            self._served = b + 1
             sel = idx[b * self.batch_size:(b + 1) * self.batch_size]
             yield self.split.x[sel], self.split.y[sel]
-        if self.shuffle:
-            self.epoch += 1
-        self._batches_done = 0
 
     def state_dict(self) -> dict:
-        return {"epoch": self.epoch, "batches_done": self._batches_done}
+        return {"batches_served": self._served}
 
     def load_state_dict(self, state: dict) -> None:
-        self.epoch, self._start = state["epoch"], state["batches_done"]
+        """Resume mid-epoch; a state saved after the epoch's last batch starts the next epoch afresh."""
+        self._start = state["batches_served"] % len(self)
 
 
 class TensorDataModule(L.LightningDataModule):
@@ -124,11 +137,12 @@ class TensorDataModule(L.LightningDataModule):
 
     def train_dataloader(self) -> TensorBatches:
         rank, world = self._world()
-        return TensorBatches(self.train, self.batch_size, shuffle=True, seed=self.seed, rank=rank, world_size=world)
+        sampler = EpochSampler(len(self.train), shuffle=True, seed=self.seed, rank=rank, world_size=world)
+        return TensorBatches(self.train, self.batch_size, sampler)
 
     def val_dataloader(self) -> TensorBatches:
         rank, world = self._world()
-        return TensorBatches(self.test, self.eval_batch_size, shuffle=False, rank=rank, world_size=world)
+        return TensorBatches(self.test, self.eval_batch_size, EpochSampler(len(self.test), False, 0, rank, world))
 
     test_dataloader = val_dataloader
 

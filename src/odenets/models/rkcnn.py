@@ -15,8 +15,9 @@ The framework (Sec. 3.2, Fig. 1), shared with every comparison model of Sec. 4 (
 * Postprocessor (multiscale): each period's output goes through norm-ReLU-global average pooling and
   the pooled vectors are concatenated into the linear classifier (Fig. 1's dotted lines).
 * Norm: BatchNorm with eps=1e-3, momentum=0.01 (the authors' code, after CliqueNet's TensorFlow
-  defaults), or GroupNorm(min(32, c), c) (`norm="group"`, Chen et al.'s `norm`; used on MNIST, where
-  every model is built in RK-Net's framework). Both have 2c parameters, so counts do not depend on it.
+  defaults), or GroupNorm(min(32, c), c) (`norm="group"`, Chen et al.'s `norm`, with gcd(32, c) groups
+  where 32 does not divide c > 32; used on MNIST, where every model is built in RK-Net's framework).
+  Both have 2c parameters, so counts do not depend on it.
 * Init (Sec. 4.1.2): He normal (fan-in) convolutions, Xavier-uniform fully connected layers with zero
   bias, norms at (1, 0).
 * Dropout (SVHN, Sec. 4.1.2): after every convolution of the periods and transitions (not the
@@ -42,6 +43,7 @@ parameter count of Tables 2, 3 and 5 (see `scripts/model_stats.py`).
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Sequence
 
@@ -61,15 +63,15 @@ NORMS = ("batch", "group")
 def norm2d(kind: str, c: int) -> nn.Module:
     if kind == "batch":
         return nn.BatchNorm2d(c, eps=1e-3, momentum=0.01)
-    if kind == "group":
-        return nn.GroupNorm(min(32, c), c)
+    if kind == "group":  # Chen et al.'s GroupNorm(min(32, c), c), with groups dividing c for any c
+        return nn.GroupNorm(c if c <= 32 else math.gcd(32, c), c)
     raise ConfigError(f"norm={kind!r}; allowed: {', '.join(NORMS)}")
 
 
-def preact_conv(c_in: int, c_out: int, kernel: int, norm: str, dropout: float = 0.0, bias: bool = False) -> nn.Sequential:
-    """norm-ReLU-conv (same padding), then dropout when dropout > 0."""
-    layers = [norm2d(norm, c_in), nn.ReLU(inplace=True), nn.Conv2d(c_in, c_out, kernel, padding=kernel // 2, bias=bias)]
-    return nn.Sequential(*layers, *([nn.Dropout(dropout)] if dropout else []))
+def preact_conv(c_in: int, c_out: int, kernel: int, norm: str, dropout: float = 0.0) -> nn.Sequential:
+    """norm-ReLU-conv (same padding, no bias), then dropout when dropout > 0."""
+    conv = nn.Conv2d(c_in, c_out, kernel, padding=kernel // 2, bias=False)
+    return nn.Sequential(norm2d(norm, c_in), nn.ReLU(inplace=True), conv, *([nn.Dropout(dropout)] if dropout else []))
 
 
 class Bottleneck(nn.Sequential):
@@ -190,6 +192,8 @@ def init_weights(model: nn.Module) -> None:
     """He normal (fan-in) convolutions; Xavier-uniform, zero-bias fully connected layers (attention too)."""
     fully_connected = {id(m) for se in model.modules() if isinstance(se, SqueezeExcitation) for m in (se.fc1, se.fc2)}
     for m in model.modules():
+        if getattr(m, "weight", None) is not None and m.weight.is_meta:
+            continue  # built on the meta device (shapes only, for counting): there are no values to set
         if isinstance(m, nn.Linear) or id(m) in fully_connected:
             nn.init.xavier_uniform_(m.weight)
             nn.init.zeros_(m.bias)

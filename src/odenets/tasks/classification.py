@@ -26,6 +26,8 @@ class ClassificationTask(Task):
         for stage in ("train", "test"):
             self.metrics[f"{stage}_loss"] = MeanMetric()
             self.metrics[f"{stage}_acc"] = MulticlassAccuracy(num_classes, average="micro")
+        for metric in self.metrics.values():
+            metric.persistent(True)  # in checkpoints: a run resumed mid-epoch keeps the epoch's tallies
 
     def step(self, batch, stage: str) -> Tensor:
         x, y = batch

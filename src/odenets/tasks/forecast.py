@@ -36,7 +36,15 @@ def generate(net: nn.Module, seed_window: Tensor, steps: int) -> Tensor:
     return torch.cat(generated, dim=1)[0]
 
 
+def free_run_scores(generated: Tensor, target: Tensor, tolerance: float) -> dict[str, Tensor]:
+    """MSE of the free run, and its accuracy: the fraction of points with |generated - target| <= tolerance."""
+    error = generated - target
+    return {"test/gen_mse": error.square().mean(), "test/gen_acc": (error.abs() <= tolerance).float().mean()}
+
+
 class ForecastTask(Task):
+    """MSE on the next value; after every validation epoch, a free run from `seed_window` scored on `target`."""
+
     monitor = "test/gen_mse"
     mode = "min"
 
@@ -47,22 +55,21 @@ class ForecastTask(Task):
         self.register_buffer("target", target, persistent=False)
         self.register_buffer("times", times, persistent=False)
         self.tolerance = tolerance
-        self.losses = nn.ModuleDict({stage: MeanMetric() for stage in ("train", "test")})
+        self.losses = nn.ModuleDict({f"{stage}_loss": MeanMetric() for stage in ("train", "test")})
 
     def step(self, batch, stage: str) -> Tensor:
         x, y = batch
         loss = F.mse_loss(self(x).reshape(y.shape), y)
-        self.losses[stage].update(loss.detach(), weight=len(y))
-        self.log(f"{stage}/loss", self.losses[stage], on_step=False, on_epoch=True)
+        metric = self.losses[f"{stage}_loss"]
+        metric.update(loss.detach(), weight=len(y))
+        self.log(f"{stage}/loss", metric, on_step=False, on_epoch=True)
         return loss
 
     def on_validation_epoch_end(self) -> None:
         if self.trainer.sanity_checking:
             return
         generated = generate(self.net, self.seed_window, len(self.target))
-        error = generated - self.target
-        self.log("test/gen_mse", error.square().mean())
-        self.log("test/gen_acc", (error.abs() <= self.tolerance).float().mean(), prog_bar=True)
+        self.log_dict(free_run_scores(generated, self.target, self.tolerance), sync_dist=True)  # equal on all ranks
         if self.trainer.is_global_zero:
             self.save_generated(generated)
 

@@ -1,0 +1,249 @@
+"""Recurrent models: ODE-stepped cells against HeunNet's equations written out by hand, the LSTM/GRU
+equivalences of the Euler step, the Phased-LSTM time gate against its formula, a few training
+steps per model, and `train.py experiment=heunnet/mnist` end to end."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from conftest import REPO
+from dataset_files import write_mnist
+from odenets.errors import ConfigError
+from odenets.models import create_model
+from odenets.models.recurrent import ODERNNLayer, PhasedLSTMLayer, as_sequence, features_per_step
+
+
+@pytest.fixture(autouse=True)
+def _float64():
+    """Equations are compared to 1e-12 in double precision; seeded, so initialisations repeat."""
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    torch.manual_seed(0)
+    yield
+    torch.set_default_dtype(previous)
+
+
+def tanh_layer(scheme) -> tuple[ODERNNLayer, Callable]:
+    """A tanh-RNN layer (3 inputs, 4 units) and its F written by hand: F(h, x) = tanh(W h + U x + b)."""
+    layer = ODERNNLayer(scheme, "rnn", 3, 4)
+    f = layer.step.F[0]
+    W, U, b = f.recurrent.weight.detach(), f.input_map.weight.detach(), f.input_map.bias.detach()
+    return layer, lambda h, x: torch.tanh(h @ W.T + x @ U.T + b)
+
+
+def unroll(update, x: torch.Tensor, size: int) -> torch.Tensor:
+    h, out = torch.zeros(x.shape[0], size), []
+    for t in range(x.shape[1]):
+        h = update(h, x[:, t])
+        out.append(h)
+    return torch.stack(out, 1)
+
+
+X = torch.linspace(-1, 1, 2 * 5 * 3, dtype=torch.float64).reshape(2, 5, 3)
+
+
+def test_euler_is_the_residual_rnn_eq4():
+    layer, F = tanh_layer("euler")
+    expected = unroll(lambda h, x: h + F(h, x), X, 4)
+    torch.testing.assert_close(layer(X), expected, rtol=0, atol=1e-12)
+
+
+def test_heun_is_eq5a_5b():
+    layer, F = tanh_layer("heun")
+
+    def heun(h, x):
+        h_tilde = h + F(h, x)  # (5a)
+        return h + 0.5 * (F(h, x) + F(h_tilde, x))  # (5b)
+
+    torch.testing.assert_close(layer(X), unroll(heun, X, 4), rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("alpha", [0.0, 0.5, 0.8, 1.0])
+def test_extended_heun_is_eq6_7(alpha):
+    layer, F = tanh_layer({"name": "heun_ext", "alpha": alpha})
+
+    def extended(h, x):
+        h_tilde = h + F(h, x)  # (6)
+        return h + (1 - alpha) * F(h, x) + alpha * F(h_tilde, x)  # (7)
+
+    torch.testing.assert_close(layer(X), unroll(extended, X, 4), rtol=0, atol=1e-12)
+
+
+def test_rk4_step_with_the_shared_F():
+    layer, F = tanh_layer("rk4")
+
+    def rk4(h, x):
+        k1 = F(h, x)
+        k2 = F(h + k1 / 2, x)
+        k3 = F(h + k2 / 2, x)
+        k4 = F(h + k3, x)
+        return h + (k1 + 2 * k2 + 2 * k3 + k4) / 6
+
+    torch.testing.assert_close(layer(X), unroll(rk4, X, 4), rtol=0, atol=1e-12)
+
+
+def test_step_size_from_the_scheme():
+    layer, F = tanh_layer({"name": "euler", "h": 0.25})
+    torch.testing.assert_close(layer(X), unroll(lambda h, x: h + 0.25 * F(h, x), X, 4), rtol=0, atol=1e-12)
+
+
+def _copy_cell_into(rnn: nn.LSTM | nn.GRU, cell: nn.LSTMCell | nn.GRUCell) -> None:
+    with torch.no_grad():
+        for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
+            getattr(rnn, f"{name}_l0").copy_(getattr(cell, name))
+
+
+@pytest.mark.parametrize("cell,torch_rnn", [("lstm", nn.LSTM), ("gru", nn.GRU)])
+def test_euler_with_a_gated_cell_is_that_torch_rnn(cell, torch_rnn):
+    torch.manual_seed(1)
+    layer = ODERNNLayer("euler", cell, 3, 4)
+    reference = torch_rnn(3, 4, batch_first=True)
+    _copy_cell_into(reference, layer.step.F[0].cell)
+    torch.testing.assert_close(layer(X), reference(X)[0], rtol=0, atol=1e-12)
+
+
+def test_heun_lstm_integrates_h_and_c_together():
+    """F(s) = C(s) - s on s = [h; c] gives s_t = (s + C(C(s))) / 2 for Heun, c carried by the scheme."""
+    torch.manual_seed(2)
+    layer = ODERNNLayer("heun", "lstm", 3, 4)
+    cell = layer.step.F[0].cell
+
+    def C(s, x):
+        return torch.cat(cell(x, (s[:, :4], s[:, 4:])), dim=1)
+
+    s, hs = torch.zeros(2, 8), []
+    for t in range(X.shape[1]):
+        s = (s + C(C(s, X[:, t]), X[:, t])) / 2
+        hs.append(s[:, :4])
+    torch.testing.assert_close(layer(X), torch.stack(hs, 1), rtol=0, atol=1e-12)
+
+
+def test_learned_alpha_gets_a_gradient():
+    layer = ODERNNLayer({"name": "heun_ext", "alpha": 0.8, "learn_alpha": True}, "lstm", 3, 4)
+    layer(X).sum().backward()
+    alpha = layer.step.learned["alpha"]
+    assert float(alpha) == pytest.approx(0.8) and alpha.grad is not None and float(alpha.grad) != 0
+
+
+def test_images_are_read_by_rows_or_pixels():
+    img = torch.arange(2 * 1 * 3 * 4, dtype=torch.float64).reshape(2, 1, 3, 4)
+    rows, pixels = as_sequence(img, "rows"), as_sequence(img, "pixels")
+    assert rows.shape == (2, 3, 4) and torch.equal(rows[1, 2], img[1, 0, 2])
+    assert pixels.shape == (2, 12, 1) and torch.equal(pixels[0, :, 0], img[0].flatten())
+    assert as_sequence(torch.zeros(2, 7)).shape == (2, 7, 1)
+    assert features_per_step(1, 28, "rows") == 28 and features_per_step(1, 28, "pixels") == 1
+    assert features_per_step(1, None, "rows") == 1
+
+
+def test_bad_options_are_config_errors():
+    with pytest.raises(ConfigError, match="model.cell='elman'"):
+        create_model("ode_rnn", cell="elman")
+    with pytest.raises(ConfigError, match="model.read='cols'"):
+        create_model("lstm", read="cols", image_size=28)
+    with pytest.raises(ConfigError, match="num_layers=0"):
+        create_model("gru", num_layers=0)
+
+
+# --------------------------------------------------------------------------- Phased LSTM
+def expected_gate(t: float, tau: float, s: float, r_on: float, alpha: float) -> float:
+    """Neil et al. 2016, eq. 6-7, in plain Python."""
+    phi = ((t - s) % tau) / tau
+    if phi < r_on / 2:
+        return 2 * phi / r_on
+    if phi < r_on:
+        return 2 - 2 * phi / r_on
+    return alpha * phi
+
+
+def test_phased_lstm_gate_follows_eq6_7():
+    layer = PhasedLSTMLayer(1, 3, leak=1e-3)
+    taus, shifts, r_ons = [10.0, 4.0, 7.5], [1.3, 0.55, 8.9], [0.4, 0.25, 0.1]  # no t on a phase boundary
+    with torch.no_grad():
+        layer.log_period.copy_(torch.tensor(taus).log())
+        layer.shift.copy_(torch.tensor(shifts))
+        layer.r_on.copy_(torch.tensor(r_ons))
+    t = torch.arange(0.0, 30.0, 0.25)
+    for training, alpha in [(True, 1e-3), (False, 0.0)]:
+        layer.train(training)
+        k = layer.time_gate(t)
+        expected = torch.tensor([[expected_gate(float(ti), *p, alpha) for p in zip(taus, shifts, r_ons, strict=True)]
+                                 for ti in t])
+        torch.testing.assert_close(k, expected, rtol=0, atol=1e-9)
+    assert (k == 0).any() and k.max() > 0.95  # closed (eval: no leak) and nearly fully open both occur
+
+
+def test_phased_lstm_update_follows_eq8_11():
+    torch.manual_seed(3)
+    layer = PhasedLSTMLayer(3, 4).eval()
+    k = layer.time_gate(torch.arange(5.0))
+    h = c = torch.zeros(2, 4)
+    for t in range(5):
+        h_new, c_new = layer.cell(X[:, t], (h, c))  # eq. 8, 10
+        c = k[t] * c_new + (1 - k[t]) * c  # eq. 9
+        h = k[t] * h_new + (1 - k[t]) * h  # eq. 11
+    torch.testing.assert_close(layer(X)[:, -1], h, rtol=0, atol=1e-12)
+
+
+def test_phased_lstm_learns_its_timing():
+    layer = PhasedLSTMLayer(3, 4, period_range=(2.0, 3.0), r_on=0.5)
+    layer(X).sum().backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in (layer.log_period, layer.shift, layer.r_on))
+
+
+# --------------------------------------------------------------------------- training
+@pytest.mark.parametrize("name,kwargs", [
+    ("ode_rnn", {"scheme": "heun"}), ("ode_rnn", {"scheme": {"name": "heun_ext", "alpha": 0.8}, "cell": "rnn"}),
+    ("ode_rnn", {"scheme": "rk4", "cell": "gru"}), ("lstm", {}), ("gru", {}), ("phased_lstm", {"period_range": [1, 4]}),
+])
+def test_a_few_training_steps_lower_the_loss(name, kwargs):
+    torch.set_default_dtype(torch.float32)
+    torch.manual_seed(0)
+    net = create_model(name, hidden_size=16, num_outputs=3, in_channels=1, image_size=6, **kwargs)
+    x, y = torch.rand(8, 1, 6, 6), torch.arange(8) % 3
+    opt = torch.optim.Adam(net.parameters(), lr=1e-2)
+    losses = []
+    for _ in range(5):
+        loss = nn.functional.cross_entropy(net(x), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert all(torch.isfinite(torch.tensor(losses))) and losses[-1] < losses[0]
+
+
+# --------------------------------------------------------------------------- end to end
+TINY = ["epochs=1", "dataset.subset=64", "dataset.test_subset=32", "dataset.batch_size=32", "model.hidden_size=8",
+        "trainer.enable_progress_bar=false", "logger=csv"]
+
+
+def train_cli(*args: str, tmp_path: Path, timeout: int = 300) -> subprocess.CompletedProcess:
+    """`python train.py <args>` with tiny budgets, runs under tmp_path/outputs."""
+    env = {**os.environ, "HYDRA_FULL_ERROR": "0"}
+    flags = [a for a in args if a.startswith("-")]
+    overrides = [a for a in args if not a.startswith("-")]
+    return subprocess.run([sys.executable, "train.py", *flags, f"paths.output_dir={tmp_path}/outputs", *TINY,
+                           *overrides], cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def results(tmp_path: Path) -> dict[str, dict]:
+    return {p.parent.name: json.loads(p.read_text()) for p in (tmp_path / "outputs" / "runs").glob("*/result.json")}
+
+
+@pytest.mark.slow
+def test_heunnet_mnist_experiment_runs(tmp_path):
+    write_mnist(tmp_path / "data")
+    out = train_cli("experiment=heunnet/mnist", f"paths.data_dir={tmp_path / 'data'}", tmp_path=tmp_path)
+    assert out.returncode == 0, out.stderr[-2000:]
+    (name, record), = results(tmp_path).items()
+    assert record["status"] == "completed" and name.startswith("mnist-ode_rnn-heun-")
+    assert record["config"]["optimizer"]["_target_"] == "torch.optim.Adam"
+    assert {"train/loss", "train/acc", "test/loss", "test/acc"} <= set(record["history"][0])
