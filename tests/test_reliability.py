@@ -39,8 +39,8 @@ def test_resume_after_sigkill_ends_exactly_like_an_uninterrupted_run(tmp_path):
 
     resumed = cli(*args, tmp_path=tmp_path / "b", quick=False)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
-    assert "Restoring states from the checkpoint" in resumed.stdout + resumed.stderr
     (got,) = results_under(tmp_path / "b").values()
+    assert got["resumed_from_step"] >= 4, "the rerun did not resume"
     assert got["run_name"] == expected["run_name"] and got["status"] == "completed"
     assert _without_timings(got["history"]) == _without_timings(expected["history"])
     assert {k: v for k, v in got["metrics"]["final"].items() if not k.startswith("time/")} == \

@@ -61,6 +61,8 @@ def run_name(cfg: DictConfig) -> str:
     if "depth" in model:
         parts.append(f"d{model.depth}")
     parts.append(f"s{cfg.seed}")
+    if cfg.get("budget") and cfg.budget.name != "paper":
+        parts.append(str(cfg.budget.name))
     return "-".join(parts + [fingerprint(cfg)[:8]])
 
 
@@ -80,6 +82,7 @@ def register_resolvers() -> None:
         "run_id": lambda *, _root_: fingerprint(_root_)[:16],
         "epoch_fractions": _epoch_fractions,
         "project_root": lambda: str(CONF_DIR.parent),
+        "capped": lambda n, cap: n if cap is None else min(int(n), int(cap)),
     }
     for name, fn in resolvers.items():
         if not OmegaConf.has_resolver(name):

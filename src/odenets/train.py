@@ -61,7 +61,7 @@ def train(cfg: DictConfig) -> dict:
             tableau = scheme_from_config(cfg.model.scheme).tableau
             log.info("scheme %s: %d stages used, order %d", tableau.name, tableau.needed_stages, tableau.order)
         datamodule = build_datamodule(cfg.dataset, seed=cfg.seed)
-        net = build_model(cfg.model)
+        net = build_model(cfg.model, cfg.budget.width_scale)
         record["params"] = count_params(net)
         if cfg.channels_last:
             net = net.to(memory_format=torch.channels_last)
@@ -75,8 +75,12 @@ def train(cfg: DictConfig) -> dict:
         )
         trainer, history = build_trainer(cfg, run_dir, task)
         _single_run_argv()  # DDP children re-run this job alone, not the whole sweep
+        resume = last_checkpoint(run_dir)
+        if resume:
+            record["resumed_from_step"] = torch.load(resume, map_location="cpu", weights_only=False)["global_step"]
+            log.info("resuming %s from step %d", run_dir.name, record["resumed_from_step"])
         # last.ckpt is our own (it holds RNG states as numpy arrays), so it is loaded in full
-        trainer.fit(task, datamodule=datamodule, ckpt_path=last_checkpoint(run_dir), weights_only=False)
+        trainer.fit(task, datamodule=datamodule, ckpt_path=resume, weights_only=False)
         record["status"] = "diverged" if task.diverged_at is not None else "completed"
         record["diverged_at_step"] = task.diverged_at
         record["history"] = history.epochs

@@ -24,9 +24,23 @@ def create_model(name: str, **kwargs) -> nn.Module:
     return MODELS[name](**kwargs)
 
 
-def build_model(model_cfg) -> nn.Module:
-    """The network a `conf/model/*.yaml` node describes: `name` plus the constructor's arguments."""
+WIDTH_ARGUMENTS = ("width", "channels", "hidden_size")  # what a budget's width_scale scales, in every family
+
+
+def scale_width(value, scale: float):
+    """A width (or list of widths) times `scale`, rounded to a multiple of 4 (at least 4)."""
+    if isinstance(value, (list, tuple)):
+        return [scale_width(v, scale) for v in value]
+    return value if scale == 1 else max(4, 4 * round(value * scale / 4))
+
+
+def build_model(model_cfg, width_scale: float = 1.0) -> nn.Module:
+    """The network a `conf/model/*.yaml` node describes: `name` plus the constructor's arguments,
+    with its width arguments scaled by the budget's `width_scale`."""
     kwargs = to_kwargs(model_cfg)
+    for key in WIDTH_ARGUMENTS:
+        if kwargs.get(key) is not None:
+            kwargs[key] = scale_width(kwargs[key], width_scale)
     return create_model(kwargs.pop("name"), **kwargs)
 
 

@@ -1,0 +1,41 @@
+"""Run the sweeps behind every table and figure for a budget, then render figures, tables, report.
+
+    python scripts/reproduce.py --budget smoke                      # every experiment, tiny (CPU)
+    python scripts/reproduce.py --budget paper --launcher joblib    # the papers' recipes, in parallel
+    python scripts/reproduce.py --budget paper --launcher submitit_slurm --seeds 0,1,2
+    python scripts/reproduce.py --dry-run                           # print the multiruns only
+
+Completed experiments are skipped and interrupted ones resume, so rerunning continues the work.
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+
+from odenets.reproduce import plan, run
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--budget", default="paper", choices=["paper", "smoke"])
+    parser.add_argument("--launcher", default="basic", choices=["basic", "joblib", "submitit_local", "submitit_slurm"])
+    parser.add_argument("--seeds", default="0", help="comma-separated seeds per table row (the papers: 3-5 runs)")
+    parser.add_argument("--dry-run", action="store_true", help="print the multiruns without running them")
+    parser.add_argument("--no-figure-sweeps", action="store_true", help="only the tables' runs")
+    args = parser.parse_args()
+    commands = plan(args.budget, [int(s) for s in args.seeds.split(",")], args.launcher,
+                    figures=not args.no_figure_sweeps)
+    failed = run(commands, args.dry_run)
+    if args.dry_run:
+        return
+    landscape = ["--grid", "7", "--batch", "64", "--width", "8"] if args.budget == "smoke" else []
+    for script in (["scripts/landscape.py", *landscape], ["scripts/figures.py"],
+                   ["scripts/tables.py", "--budget", args.budget]):
+        subprocess.run([sys.executable, *script], check=False)
+    print(f"done: {failed} failed job(s) across the sweeps (their cells show the command to rerun)")
+
+
+if __name__ == "__main__":
+    main()
