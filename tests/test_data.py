@@ -82,13 +82,27 @@ def _offline(*args, **kwargs):
     raise OSError("<urlopen error [Errno -2] Name or service not known>")
 
 
-def test_corrupt_cifar_file_is_reported(tmp_path, monkeypatch):
-    patch_checksums(monkeypatch, cifar10=write_cifar10(tmp_path))
-    (tmp_path / "cifar-10-batches-py" / "data_batch_3").write_bytes(b"truncated")
-    cfg = compose(["dataset=cifar10", f"paths.data_dir={tmp_path}"])
-    dm = build_datamodule(cfg.dataset)
-    with pytest.raises(ConfigError, match="missing or corrupt"):
+def _corrupt(path: Path, keep: int) -> None:
+    path.write_bytes(path.read_bytes()[:keep])
+
+
+@pytest.mark.parametrize("name,path,message", [
+    ("cifar10", "cifar-10-batches-py/data_batch_3", "is corrupt (MD5 differs"),
+    ("cifar100", "cifar-100-python/test", "is corrupt (MD5 differs"),
+    ("svhn", "svhn/test_32x32.mat", "is corrupt (MD5 differs"),
+    ("mnist", "MNIST/raw/t10k-images-idx3-ubyte", "is truncated or corrupt (3928 bytes; its header says 7856)"),
+    ("mnist", "MNIST/raw/train-labels-idx1-ubyte", "is truncated or corrupt (14 bytes; its header says 28)"),
+])
+def test_corrupt_or_truncated_files_are_named(tmp_path, monkeypatch, name, path, message):
+    writers = {"cifar10": write_cifar10, "cifar100": write_cifar100, "svhn": write_svhn, "mnist": write_mnist}
+    sums = writers[name](tmp_path)
+    if name != "mnist":
+        patch_checksums(monkeypatch, **{name: sums})
+    _corrupt(tmp_path / path, (tmp_path / path).stat().st_size // 2)
+    dm = build_datamodule(compose([f"dataset={name}", f"paths.data_dir={tmp_path}"]).dataset)
+    with pytest.raises(ConfigError) as e:
         dm.setup()
+    assert f"{tmp_path / path} {message}" in str(e.value) and "\n" not in str(e.value)
 
 
 # -- batch-wise augmentation ----------------------------------------------------------------------

@@ -112,6 +112,14 @@ def test_a_corrupt_cache_is_detected_and_rebuilt(records, tmp_path, monkeypatch,
     assert load_record(records, "900", BeatParams(), cache).x.shape == reference.x.shape and built == [1]
 
 
+@pytest.mark.parametrize("suffix", [".dat", ".atr"])
+def test_a_truncated_record_is_named(records, suffix):
+    path = records / f"900{suffix}"
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    with pytest.raises(ConfigError, match=f"record {records / '900'}: .*(unreadable|truncated)"):
+        load_record(records, "900", BeatParams(), cache_dir=None)
+
+
 def test_a_changed_record_rebuilds(records, tmp_path):
     cache = tmp_path / "cache"
     before = load_record(records, "900", BeatParams(), cache)

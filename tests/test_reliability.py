@@ -9,6 +9,7 @@ import pytest
 
 from conftest import cli, results_under
 from odenets.config import compose, fingerprint
+from odenets.errors import ConfigError
 from odenets.fileio import atomic_open
 
 RESUMABLE = ["epochs=3", "dataset.subset=320", "dataset.test_subset=64", "dataset.batch_size=32", "model.width=16",
@@ -72,9 +73,11 @@ def test_single_diverged_run_exits_zero(tmp_path):
     assert record["status"] == "diverged"
 
 
-def test_failed_job_records_its_error_line(run_inprocess):
-    with pytest.raises(Exception):
+def test_failed_job_records_its_error_line(run_inprocess, tmp_path):
+    with pytest.raises(ConfigError):
         run_inprocess(["scheme=rk4", "depth=30"])
+    record = json.loads((tmp_path / "run" / "result.json").read_text())
+    assert record["status"] == "failed" and record["error"].startswith("depth=30 is not valid for scheme=rk4")
 
 
 def test_atomic_write_keeps_the_old_file_when_interrupted(tmp_path):

@@ -4,6 +4,7 @@ two CPU processes, wandb offline, bad input)."""
 from __future__ import annotations
 
 import json
+
 import pytest
 
 from conftest import cli, results_under

@@ -21,11 +21,12 @@ def write_report(path: str | Path, tables: list[RenderedTable], figures_dir: str
         lines += ["", f'<a id="{t.name.replace("_", "")}"></a>', "", to_markdown(t)]
     lines += ["", "## Figures", ""]
     if not figures:
-        lines.append("No figures yet: `make figures` renders those whose inputs exist and prints the commands for the rest.")
+        lines.append("No figures yet: `make figures` renders those whose inputs exist and prints the commands "
+                     "for the rest.")
     for fig in figures:
         rel = Path("..") / fig.relative_to(Path(figures_dir).parent) if fig.is_relative_to(Path(figures_dir).parent) \
             else fig
-        lines += [f"### {fig.stem}", "", f"![{fig.stem}]({rel.as_posix()}) ([PDF]({rel.with_suffix('.pdf').as_posix()}))",
-                  ""]
+        pdf = rel.with_suffix(".pdf").as_posix()
+        lines += [f"### {fig.stem}", "", f"![{fig.stem}]({rel.as_posix()}) ([PDF]({pdf}))", ""]
     path.write_text("\n".join(lines) + "\n")
     return path

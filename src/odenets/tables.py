@@ -194,14 +194,14 @@ def ecg_cells(table: dict) -> dict[str, dict[str, Cell]]:
     source = f"our ECG pipeline ({len(records)} records)"
     values = [len(dm.train) + len(dm.test), cfg.dataset.num_classes, cfg.dataset.get("fs", 125),
               "[" + ", ".join(f"{c}: {i}" for i, c in enumerate(("N", "S", "V", "F", "Q"))) + "]"]
-    return {row["row"]: {"value": Cell(v, row["published"]["value"], source)} for row, v in zip(table["rows"], values)}
+    return {row["row"]: {"value": Cell(v, row["published"]["value"], source)}
+            for row, v in zip(table["rows"], values, strict=True)}
 
 
 # --------------------------------------------------------------------------- one table
 def render(name: str, budget: str = "paper", index: RunIndex | None = None, bench: dict | None = None,
            memory: bool = False) -> RenderedTable:
     table = load_table(name)
-    metric = table.get("metric")
     quantities = [q for q in ("params", "flops", "memory_mib", "memory", "time", "speedup_080", "speedup_085",
                               "extra_params", "value", "accuracy", "error")
                   if any(q in (r.get("published") or {}) for r in table["rows"])]
@@ -295,7 +295,8 @@ def to_latex(t: RenderedTable) -> str:
     wide = to_frame(t)
     if wide.empty:
         return ""
-    wide["cell"] = [f"{_fmt(q, o)} / {_fmt(q, p)}" for q, o, p in zip(wide["quantity"], wide["ours"], wide["paper"])]
+    columns = zip(wide["quantity"], wide["ours"], wide["paper"], strict=True)
+    wide["cell"] = [f"{_fmt(q, o)} / {_fmt(q, p)}" for q, o, p in columns]
     pivot = wide.pivot_table(index="row", columns="quantity", values="cell", aggfunc="first", sort=False)
     pivot = pivot[[q for q in t.quantities if q in pivot.columns]].rename(columns=LABELS).fillna(MISSING)
     return pivot.to_latex(caption=f"{t.title} (ours / paper, budget: {t.budget})", label=f"tab:{t.name}")

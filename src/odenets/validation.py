@@ -88,7 +88,8 @@ def validate(cfg: DictConfig) -> None:
         if value is not _ABSENT and not allowed(value):
             raise ConfigError(f"{key}={value!r} is not allowed; expected {description}")
     if cfg.dataset.name not in DATASETS:
-        raise ConfigError(f"dataset.name={cfg.dataset.name!r} is unknown; valid datasets: {', '.join(sorted(DATASETS))}")
+        raise ConfigError(f"dataset.name={cfg.dataset.name!r} is unknown; "
+                          f"valid datasets: {', '.join(sorted(DATASETS))}")
     if cfg.model.name not in MODELS:
         raise ConfigError(f"model.name={cfg.model.name!r} is unknown; valid models: {', '.join(sorted(MODELS))}")
     _validate_devices(cfg.trainer)

@@ -97,7 +97,14 @@ def build_record(path: Path, params: BeatParams) -> RecordBeats:
     """Beats of the record at `path` (no extension), steps 1-5 of the module docstring."""
     import wfdb  # here, not at the top: importing it takes about a second
 
-    record, ann = wfdb.rdrecord(str(path)), wfdb.rdann(str(path), "atr")
+    try:
+        record, ann = wfdb.rdrecord(str(path)), wfdb.rdann(str(path), "atr")
+    except Exception as e:  # wfdb's own errors on a truncated .dat are cryptic broadcasting failures
+        raise ConfigError(f"record {path}: the WFDB files are unreadable, truncated or corrupt "
+                          f"({type(e).__name__}: {e}); delete them to download again") from None
+    if not path.with_suffix(".atr").read_bytes().endswith(b"\0\0"):  # MIT annotation files end with 0x0000
+        raise ConfigError(f"record {path}: {path.with_suffix('.atr')} is truncated (no end-of-file marker); "
+                          f"delete it to download again")
     if record.fs != SOURCE_FS:
         raise ConfigError(f"record {path.name}: sampled at {record.fs} Hz, expected {SOURCE_FS} (MIT-BIH)")
     signal, lead = _lead(record, params.lead)

@@ -16,6 +16,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader
 from torchvision import datasets, transforms
+from torchvision.datasets.utils import check_integrity
 
 from odenets.data import augment
 from odenets.data.base import Split, TensorDataModule
@@ -60,8 +61,43 @@ def _load(name: str, root: Path, train: bool, download: bool, extra: bool = Fals
             reason = (str(e).splitlines() or [type(e).__name__])[0]
             raise ConfigError(f"{name}: files not found under {root} (expected {expected}) and the download "
                               f"failed ({reason}); copy them there or set DATA_DIR") from None
-        raise ConfigError(f"{name}: files missing or corrupt under {root} (expected {expected}, checked against "
-                          f"the published checksums where they exist); download them again") from None
+        problem = first_bad_file(name, root, extra) or f"a file under {root} is unreadable ({type(e).__name__}: {e})"
+        raise ConfigError(f"{name}: {problem}; expected {expected}; delete it to download again") from None
+
+
+def first_bad_file(name: str, root: Path, extra: bool = False) -> str | None:
+    """Which expected file is missing, fails its published MD5 sum (CIFAR, SVHN), or is shorter than
+    its header says (MNIST idx: 16 + n*28*28 bytes of images, 8 + n of labels)."""
+    if name in ("cifar10", "cifar100"):
+        cls = datasets.CIFAR10 if name == "cifar10" else datasets.CIFAR100
+        folder = root / cls.base_folder
+        checks = [(folder / f, md5) for f, md5 in cls.train_list + cls.test_list] + \
+            [(folder / cls.meta["filename"], cls.meta["md5"])]
+    elif name == "svhn":
+        checks = [(root / "svhn" / datasets.SVHN.split_list[s][1], datasets.SVHN.split_list[s][2])
+                  for s in ("train", "test", *(("extra",) if extra else ()))]
+    else:
+        return _bad_idx_file(root / "MNIST" / "raw")
+    for path, md5 in checks:
+        if not path.is_file():
+            return f"{path} is missing"
+        if not check_integrity(str(path), md5):
+            return f"{path} is corrupt (MD5 differs from the published {md5})"
+    return None
+
+
+def _bad_idx_file(folder: Path) -> str | None:
+    for prefix in ("train", "t10k"):
+        for kind, item_bytes in (("images-idx3", 28 * 28), ("labels-idx1", 1)):
+            path = folder / f"{prefix}-{kind}-ubyte"
+            if not path.is_file():
+                return f"{path} is missing"
+            head = path.read_bytes()[:8]
+            count = int.from_bytes(head[4:8], "big") if len(head) == 8 else 0
+            wanted = (16 if item_bytes > 1 else 8) + count * item_bytes
+            if path.stat().st_size != wanted:
+                return f"{path} is truncated or corrupt ({path.stat().st_size} bytes; its header says {wanted})"
+    return None
 
 
 def _digits() -> tuple[Split, Split]:
