@@ -8,7 +8,9 @@ BUDGET ?= paper
 LAUNCHER ?= basic
 SEEDS  ?= 0
 
-.PHONY: install train test lint clean reproduce-tables tables figures
+LANDSCAPE_ARGS ?= --dataset cifar10
+
+.PHONY: install train test lint clean reproduce-tables tables figures landscapes
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -29,8 +31,12 @@ reproduce-tables: $(STAMP)  ## run what is missing for every table and figure, t
 tables: $(STAMP)  ## render the tables and the report page from stored results only
 	$(PY) scripts/tables.py --budget $(BUDGET)
 
-figures: $(STAMP)  ## render the figures from stored results and arrays only
+figures: $(STAMP)  ## every paper figure that has inputs (PNG + PDF in outputs/figures); never trains
 	$(PY) scripts/figures.py
+
+landscapes: $(STAMP)  ## inputs of HO-ResNet Figs. 4 and 8 (untrained nets); LANDSCAPE_ARGS="--dataset mnist"
+	$(PY) scripts/landscape.py --depth 18 --schemes euler,midpoint,rk4 $(LANDSCAPE_ARGS)
+	$(PY) scripts/landscape.py --depth 58 --schemes euler,midpoint,rk4,rk8 $(LANDSCAPE_ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests scripts train.py

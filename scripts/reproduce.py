@@ -16,6 +16,8 @@ import sys
 
 from odenets.reproduce import plan, run
 
+LANDSCAPES = ((18, "euler,midpoint,rk4"), (58, "euler,midpoint,rk4,rk8"))  # HO-ResNet Figs. 4 and 8
+
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -30,9 +32,10 @@ def main() -> None:
     failed = run(commands, args.dry_run)
     if args.dry_run:
         return
-    landscape = ["--grid", "7", "--batch", "64", "--width", "8"] if args.budget == "smoke" else []
-    for script in (["scripts/landscape.py", *landscape], ["scripts/figures.py"],
-                   ["scripts/tables.py", "--budget", args.budget]):
+    small = ["--grid", "5", "--batch", "16", "--width", "8"] if args.budget == "smoke" else []
+    scripts = [["scripts/landscape.py", "--depth", str(depth), "--schemes", schemes, "--dataset", "cifar10", *small]
+               for depth, schemes in LANDSCAPES]
+    for script in [*scripts, ["scripts/figures.py"], ["scripts/tables.py", "--budget", args.budget]]:
         subprocess.run([sys.executable, *script], check=False)
     print(f"done: {failed} failed job(s) across the sweeps (their cells show the command to rerun)")
 

@@ -1,8 +1,7 @@
 """`make reproduce-tables`: the sweeps behind every table and figure, then the tables and figures.
 
 The training jobs are the published tables' rows (each row names the `train.py` overrides that
-produce it) plus the figure sweeps defined as experiment configs (`horesnet/lr_robustness`,
-`heunnet/sine_alpha`). Rows are packed into as few Hydra multiruns as possible (rows that differ in
+produce it) plus the figure sweeps (`FIGURE_SWEEPS`, e.g. `experiment=horesnet/lr_robustness`). Rows are packed into as few Hydra multiruns as possible (rows that differ in
 one key become one sweep over that key), each run with the chosen Hydra launcher (`basic`:
 sequential; `joblib`: local processes in parallel; `submitit_local`; `submitit_slurm`: a SLURM
 array). A job whose experiment already completed is skipped by `train.py` itself and an
@@ -21,7 +20,14 @@ from dataclasses import dataclass
 from odenets.model_stats import load_table
 from odenets.tables import RESULT_TABLES
 
-FIGURE_SWEEPS = ("experiment=horesnet/lr_robustness", "experiment=heunnet/sine_alpha")
+# The runs behind figures that no table row trains (the rows' runs feed the other figures).
+FIGURE_SWEEPS = (
+    ("experiment=horesnet/cifar10", "dataset.autoaugment=false", "scheme=euler,midpoint", "depth=6"),  # Fig. 10
+    ("experiment=horesnet/cifar10", "dataset.autoaugment=false", "scheme=euler,midpoint,rk4", "depth=10"),  # 11
+    ("experiment=horesnet/lr_robustness",),  # Fig. 9: 4 schemes x 7 learning rates (hydra.sweeper.params)
+    ("experiment=heunnet/sine", "model=lstm,phased_lstm,ode_rnn"),  # HeunNet Fig. 7-8
+    ("experiment=heunnet/sine_alpha",),  # HeunNet Sec. 6.3: the alpha sweep
+)
 _PLAIN = str.maketrans("", "", "[](){},'\" ")
 
 
@@ -79,7 +85,7 @@ def plan(budget: str, seeds: Sequence[int], launcher: str, tables: Sequence[str]
     commands = [s.overrides(budget, seeds, launcher) for s in pack(trained_rows(tables))]
     if figures:
         hydra = [f"hydra/launcher={launcher}"] if launcher != "basic" else []
-        commands += [[sweep, f"budget={budget}", *hydra] for sweep in FIGURE_SWEEPS]
+        commands += [[*sweep, f"budget={budget}", *hydra] for sweep in FIGURE_SWEEPS]
     return commands
 
 

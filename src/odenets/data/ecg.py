@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from fractions import Fraction
@@ -39,6 +40,7 @@ from odenets.data.base import Split, TensorDataModule
 from odenets.errors import ConfigError
 from odenets.fileio import atomic_open
 
+log = logging.getLogger(__name__)
 CLASSES = ("N", "S", "V", "F", "Q")
 AAMI = {s: i for i, group in enumerate(("NLRej", "AaJS", "VE", "F", "/fQ")) for s in group}
 BEAT_SYMBOLS = set(AAMI) | {"B", "r", "n", "?"}  # PhysioNet's beat codes: the annotated R peaks
@@ -146,9 +148,13 @@ def _digest(x: np.ndarray, y: np.ndarray, annotated: np.ndarray) -> str:
 
 
 def _write_cache(file: Path, beats: RecordBeats, source: str) -> None:
-    with atomic_open(file, "wb") as f:
-        np.savez(f, x=beats.x, y=beats.y, annotated=beats.annotated, lead=beats.lead, source=source,
-                 skipped=json.dumps(beats.skipped), digest=_digest(beats.x, beats.y, beats.annotated))
+    """Cache the beats; a read-only data folder only costs the rebuild next time."""
+    try:
+        with atomic_open(file, "wb") as f:
+            np.savez(f, x=beats.x, y=beats.y, annotated=beats.annotated, lead=beats.lead, source=source,
+                     skipped=json.dumps(beats.skipped), digest=_digest(beats.x, beats.y, beats.annotated))
+    except OSError as e:
+        log.warning("mitbih: beats not cached (%s)", e)
 
 
 def _read_cache(file: Path, source: str, params: BeatParams) -> RecordBeats | None:
