@@ -10,7 +10,7 @@ SEEDS  ?= 0
 
 LANDSCAPE_ARGS ?= --dataset cifar10
 
-.PHONY: install train test lint clean reproduce-tables tables figures landscapes
+.PHONY: install train test lint clean reproduce-tables tables figures landscapes bench
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -37,6 +37,9 @@ figures: $(STAMP)  ## every paper figure that has inputs (PNG + PDF in outputs/f
 landscapes: $(STAMP)  ## inputs of HO-ResNet Figs. 4 and 8 (untrained nets); LANDSCAPE_ARGS="--dataset mnist"
 	$(PY) scripts/landscape.py --depth 18 --schemes euler,midpoint,rk4 $(LANDSCAPE_ARGS)
 	$(PY) scripts/landscape.py --depth 58 --schemes euler,midpoint,rk4,rk8 $(LANDSCAPE_ARGS)
+
+bench: $(STAMP)  ## performance benchmark -> outputs/bench/bench.json and a table; `make bench ARGS="--quick"`
+	$(PY) scripts/bench.py $(ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests scripts train.py

@@ -10,15 +10,22 @@ such as extended Heun's alpha can be learned too. Only the stages the propagated
 are built (14 of Verner's 16). The output is accumulated as stages finish, and each k_j is
 dropped right after its last use, so at most the stages still referenced by later rows of A are
 alive at once (one for RK4).
+
+`checkpoint=True` checkpoints every stage evaluation F_i(z_i): only the stage input z_i is kept
+for backward, and F_i runs again there. Per stage rather than per block, so a 14-stage RK8 block
+never holds all its stages' activations at once. BatchNorm running statistics are left alone
+during the re-run, so they are updated once per step, as without checkpointing.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager, nullcontext
 
 import torch
 from torch import Tensor, nn
+from torch.nn.modules.batchnorm import _BatchNorm
 from torch.utils.checkpoint import checkpoint
 
 from odenets.errors import ConfigError
@@ -83,11 +90,6 @@ class RKBlock(nn.Module):
         return self._scaled(tableau.coefficients(**dict(self.learned.items())), self.h)
 
     def forward(self, y: Tensor, *args, t: float | Tensor = 0.0) -> Tensor:
-        if self.checkpoint and torch.is_grad_enabled():
-            return checkpoint(self._step, y, *args, t=t, use_reentrant=False)
-        return self._step(y, *args, t=t)
-
-    def _step(self, y: Tensor, *args, t: float | Tensor = 0.0) -> Tensor:
         hc, hA, hb = self._coefficients()
         ks: dict[int, Tensor] = {}
         out = y
@@ -95,8 +97,8 @@ class RKBlock(nn.Module):
             z = y
             for j in self._deps[i]:
                 z = _axpy(z, hA[i][j], ks[j], fresh=z is not y)
-            F = self.F[i % len(self.F)]
-            k = F(z, *args, t=t + hc[i]) if self.time_input else F(z, *args)
+            kwargs = {"t": t + hc[i]} if self.time_input else {}
+            k = self._stage(self.F[i % len(self.F)], z, *args, **kwargs)
             if self._out[i]:
                 out = _axpy(out, hb[i], k, fresh=out is not y)
             for j in self._release[i]:
@@ -104,6 +106,13 @@ class RKBlock(nn.Module):
             if self._keep[i]:
                 ks[i] = k
         return out
+
+    def _stage(self, F: nn.Module, z: Tensor, *args, **kwargs) -> Tensor:
+        if not (self.checkpoint and torch.is_grad_enabled()):
+            return F(z, *args, **kwargs)
+        if not torch.compiler.is_compiling():  # eager re-runs F's modules; a compiled recomputation mutates nothing
+            kwargs["context_fn"] = lambda: (nullcontext(), _running_stats_frozen(F))
+        return checkpoint(F, z, *args, use_reentrant=False, **kwargs)
 
     def extra_repr(self) -> str:
         h = "learned" if isinstance(self.h, nn.Parameter) else self.h
@@ -115,3 +124,22 @@ def _axpy(z: Tensor, a, k: Tensor, fresh: bool) -> Tensor:
     if isinstance(a, Tensor):
         return z.add_(a * k) if fresh else z + a * k
     return z.add_(k, alpha=a) if fresh else torch.add(z, k, alpha=a)
+
+
+@contextmanager
+def _running_stats_frozen(module: nn.Module) -> Iterator[None]:
+    """BatchNorm layers of `module` normalise as usual but keep their running statistics.
+
+    Momentum 0 leaves running mean and variance as they are while the same kernels run (so the
+    re-run saves the same tensors for backward), and the batch counter is put back.
+    """
+    norms = [m for m in module.modules() if isinstance(m, _BatchNorm) and m.training and m.track_running_stats]
+    saved = [(m.momentum, m.num_batches_tracked.clone()) for m in norms]
+    for m in norms:
+        m.momentum = 0.0
+    try:
+        yield
+    finally:
+        for m, (momentum, count) in zip(norms, saved, strict=True):
+            m.momentum = momentum
+            m.num_batches_tracked.copy_(count)

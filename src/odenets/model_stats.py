@@ -28,13 +28,11 @@ import yaml
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
-from torch.multiprocessing.reductions import StorageWeakRef
-from torch.utils._python_dispatch import TorchDispatchMode
-from torch.utils._pytree import tree_leaves
 from torch.utils.flop_counter import FlopCounterMode
 
 from odenets.config import CONF_DIR, compose
 from odenets.errors import ConfigError
+from odenets.memory import peak_tracker
 from odenets.models import build_model
 
 PUBLISHED_DIR = Path(__file__).resolve().parent / "published"
@@ -82,40 +80,12 @@ def count_flops(model: nn.Module, input_shape: tuple[int, ...]) -> int:
     return counter.get_total_flops()
 
 
-class _PeakLiveTensors(TorchDispatchMode):
-    """Peak total bytes of tensor storages created inside the mode and alive after any op."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.live: dict[int, tuple[StorageWeakRef, int]] = {}
-        self.peak = 0
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        out = func(*args, **(kwargs or {}))
-        for t in tree_leaves(out):
-            if isinstance(t, torch.Tensor):
-                ref = StorageWeakRef(t.untyped_storage())
-                known = self.live.get(ref.cdata)
-                if known is None or known[0].expired():
-                    self.live[ref.cdata] = (ref, t.untyped_storage().nbytes())
-        self.live = {k: v for k, v in self.live.items() if not v[0].expired()}
-        self.peak = max(self.peak, sum(nbytes for _, nbytes in self.live.values()))
-        return out
-
-
 def measure_memory(model: nn.Module, input_shape: tuple[int, ...], device: str = "cpu") -> int:
-    """Bytes to infer one input: peak live tensors of the forward plus parameters and buffers (see module doc)."""
+    """Bytes to infer one input: parameters and buffers plus the peak of the tensors the forward allocates."""
     model = model.to(device).eval()
-    if torch.device(device).type == "cuda":
-        x = torch.randn(input_shape, device=device)
-        torch.cuda.synchronize(device)
-        torch.cuda.reset_peak_memory_stats(device)
-        with torch.no_grad():
-            model(x)
-        return torch.cuda.max_memory_allocated(device)
     state = sum(t.numel() * t.element_size() for t in (*model.parameters(), *model.buffers()))
-    with torch.no_grad(), _PeakLiveTensors() as tracker:
-        model(torch.randn(input_shape, device=device))
+    with torch.no_grad(), peak_tracker(device) as tracker:
+        model(torch.randn(input_shape, device=device))  # the input counts too
     return state + tracker.peak
 
 

@@ -167,14 +167,14 @@ def extra_params_cell(row: dict) -> Cell:
 
 
 def bench_cells(row: dict, bench: dict | None) -> dict[str, Cell]:
-    """HO-ResNet Table 2: training memory and time per step of a scheme relative to Euler (make bench)."""
-    cells = {}
-    ours = (bench or {}).get("schemes", {}).get("relative", {}).get(row["scheme"], {})
-    for q in ("memory", "time"):
-        value = ours.get(q)
-        cells[q] = Cell(value, row["published"].get(q), "make bench (outputs/bench/bench.json)" if value else "",
-                        None if value is not None else "make bench")
-    return cells
+    """HO-ResNet Table 2: training memory and time per step relative to Euler at equal depth, from the
+    deepest depth `make bench` measured (its `schemes` rows)."""
+    rows = [r for r in (bench or {}).get("schemes", {}).get("rows", []) if r.get("scheme") == row["scheme"]
+            and "time_ratio" in r]
+    ours = max(rows, key=lambda r: r["depth"], default=None)
+    source = f"make bench (depth {ours['depth']}, outputs/bench/bench.json)" if ours else ""
+    return {q: Cell(None if ours is None else ours[f"{q}_ratio"], row["published"].get(q), source,
+                    None if ours else "make bench") for q in ("memory", "time")}
 
 
 def ecg_cells(table: dict) -> dict[str, dict[str, Cell]]:

@@ -15,25 +15,20 @@ import uuid
 from pathlib import Path
 
 import hydra
-import lightning as L
 import torch
 from hydra.core.hydra_config import HydraConfig
 from hydra.errors import HydraException
 from hydra.experimental.callback import Callback
 from hydra.types import RunMode
-from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from odenets import results
 from odenets.config import CONF_DIR, fingerprint, register_resolvers
-from odenets.data import build_datamodule
 from odenets.errors import ConfigError, one_line
-from odenets.models import build_model, count_params
+from odenets.models import count_params
 from odenets.schemes import scheme_from_config
-from odenets.tasks import TASKS
-from odenets.training import build_trainer, last_checkpoint
-from odenets.validation import validate
+from odenets.training import build, last_checkpoint
 
 log = logging.getLogger("odenets")
 register_resolvers()
@@ -55,25 +50,11 @@ def train(cfg: DictConfig) -> dict:
               "config": OmegaConf.to_container(cfg, resolve=True)}
     trainer = None
     try:
-        validate(cfg)
-        L.seed_everything(cfg.seed, workers=True, verbose=False)
         if "scheme" in cfg.model:
             tableau = scheme_from_config(cfg.model.scheme).tableau
             log.info("scheme %s: %d stages used, order %d", tableau.name, tableau.needed_stages, tableau.order)
-        datamodule = build_datamodule(cfg.dataset, seed=cfg.seed)
-        net = build_model(cfg.model, cfg.budget.width_scale)
-        record["params"] = count_params(net)
-        if cfg.channels_last:
-            net = net.to(memory_format=torch.channels_last)
-        if cfg.compile:
-            net.compile()  # in place: state_dict keys (and so checkpoints) stay those of the plain model
-        task = TASKS[datamodule.task](
-            net,
-            optimizer=instantiate(cfg.optimizer),
-            scheduler=instantiate(cfg.scheduler) if cfg.get("scheduler") else None,
-            **datamodule.task_kwargs(),
-        )
-        trainer, history = build_trainer(cfg, run_dir, task)
+        datamodule, task, trainer, history = build(cfg, run_dir)
+        record["params"] = count_params(task.net)
         _single_run_argv()  # DDP children re-run this job alone, not the whole sweep
         resume = last_checkpoint(run_dir)
         if resume:

@@ -1,4 +1,5 @@
-"""The Trainer a config asks for: loggers, checkpoints (best and last, written atomically), history."""
+"""Everything a run is built from a config: data module, model, task, and the Trainer with its loggers,
+checkpoints (best and last, written atomically) and history."""
 
 from __future__ import annotations
 
@@ -12,9 +13,14 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 from omegaconf import DictConfig
 
+from odenets.data import build_datamodule
+from odenets.data.base import TensorDataModule
 from odenets.fileio import atomic_open
+from odenets.models import build_model
 from odenets.results import History
+from odenets.tasks import TASKS
 from odenets.tasks.base import Task
+from odenets.validation import validate
 
 CHECKPOINTS = "checkpoints"
 
@@ -56,6 +62,26 @@ def last_checkpoint(run_dir: Path) -> str | None:
     """`last.ckpt` of an interrupted run in `run_dir`, to resume from."""
     path = Path(run_dir) / CHECKPOINTS / "last.ckpt"
     return str(path) if path.is_file() else None
+
+
+def build(cfg: DictConfig, run_dir: Path) -> tuple[TensorDataModule, Task, L.Trainer, History]:
+    """Validate `cfg`, seed, and build what `python train.py` runs: data module, model, task, Trainer.
+
+    Nothing is loaded or trained yet; the benchmark builds its runs the same way.
+    """
+    validate(cfg)
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    datamodule = build_datamodule(cfg.dataset, seed=cfg.seed)
+    net = build_model(cfg.model, cfg.budget.width_scale)
+    if cfg.channels_last:
+        net = net.to(memory_format=torch.channels_last)
+    if cfg.compile:
+        net.compile()  # in place: state_dict keys (and so checkpoints) stay those of the plain model
+    task = TASKS[datamodule.task](net, optimizer=instantiate(cfg.optimizer),
+                                  scheduler=instantiate(cfg.scheduler) if cfg.get("scheduler") else None,
+                                  **datamodule.task_kwargs())
+    trainer, history = build_trainer(cfg, run_dir, task)
+    return datamodule, task, trainer, history
 
 
 def build_trainer(cfg: DictConfig, run_dir: Path, task: Task) -> tuple[L.Trainer, History]:

@@ -17,19 +17,16 @@ def random_crop(x: Tensor, padding: int, generator: torch.Generator | None = Non
     if padding <= 0:
         return x
     n, _, h, w = x.shape
-    padded = F.pad(x, (padding,) * 4)
-    dy = torch.randint(0, 2 * padding + 1, (n, 1, 1), device=x.device, generator=generator)
-    dx = torch.randint(0, 2 * padding + 1, (n, 1, 1), device=x.device, generator=generator)
-    rows = dy + torch.arange(h, device=x.device).view(1, h, 1)
-    cols = dx + torch.arange(w, device=x.device).view(1, 1, w)
-    batch = torch.arange(n, device=x.device).view(n, 1, 1)
-    return padded.permute(0, 2, 3, 1)[batch, rows, cols].permute(0, 3, 1, 2)
+    windows = F.pad(x, (padding,) * 4).unfold(2, h, 1).unfold(3, w, 1)  # a view: (n, c, dy, dx, h, w)
+    dy = torch.randint(0, 2 * padding + 1, (n,), device=x.device, generator=generator)
+    dx = torch.randint(0, 2 * padding + 1, (n,), device=x.device, generator=generator)
+    return windows[torch.arange(n, device=x.device), :, dy, dx]
 
 
 def random_flip(x: Tensor, generator: torch.Generator | None = None) -> Tensor:
     """Mirror each image left-right with probability 1/2."""
-    flip = torch.rand(x.shape[0], device=x.device, generator=generator) < 0.5
-    return torch.where(flip.view(-1, 1, 1, 1), x.flip(-1), x)
+    keep = (torch.rand(x.shape[0], device=x.device, generator=generator) >= 0.5).to(x.dtype).view(-1, 1, 1, 1)
+    return x * keep + x.flip(-1) * (1 - keep)  # a 0/1 blend: several times faster than torch.where on uint8
 
 
 _AUTOAUGMENT = v2.AutoAugment(v2.AutoAugmentPolicy.CIFAR10)
@@ -46,5 +43,5 @@ def autoaugment(x: Tensor, group: int = 1) -> Tensor:
 
 
 def normalize(x: Tensor, mean: Tensor, std: Tensor) -> Tensor:
-    """uint8 [0, 255] -> float, (x/255 - mean) / std per channel."""
-    return (x.float() - 255 * mean.view(1, -1, 1, 1)) / (255 * std.view(1, -1, 1, 1))
+    """uint8 [0, 255] -> float, (x/255 - mean) / std per channel, as one multiply-add."""
+    return torch.addcmul((-mean / std).view(1, -1, 1, 1), x.float(), (1 / (255 * std)).view(1, -1, 1, 1))

@@ -77,7 +77,7 @@ class TensorBatches:
         for b in range(start, len(self)):
             self._served = b + 1
             sel = idx[b * self.batch_size:(b + 1) * self.batch_size]
-            yield self.split.x[sel], self.split.y[sel]
+            yield self.split.x.index_select(0, sel), self.split.y.index_select(0, sel)
 
     def state_dict(self) -> dict:
         return {"batches_served": self._served}

@@ -22,20 +22,14 @@ class ClassificationTask(Task):
 
     def __init__(self, net: nn.Module, num_classes: int, **kwargs) -> None:
         super().__init__(net, **kwargs)
-        self.metrics = nn.ModuleDict()
         for stage in ("train", "test"):
-            self.metrics[f"{stage}_loss"] = MeanMetric()
-            self.metrics[f"{stage}_acc"] = MulticlassAccuracy(num_classes, average="micro")
-        for metric in self.metrics.values():
-            metric.persistent(True)  # in checkpoints: a run resumed mid-epoch keeps the epoch's tallies
+            self.add_metric(stage, "loss", MeanMetric())
+            self.add_metric(stage, "acc", MulticlassAccuracy(num_classes, average="micro"))
 
     def step(self, batch, stage: str) -> Tensor:
         x, y = batch
         logits = self(x)
         loss = F.cross_entropy(logits, y)
-        loss_metric, acc_metric = self.metrics[f"{stage}_loss"], self.metrics[f"{stage}_acc"]
-        loss_metric.update(loss.detach(), weight=len(y))
-        acc_metric.update(logits.detach(), y)
-        self.log(f"{stage}/loss", loss_metric, on_step=False, on_epoch=True)
-        self.log(f"{stage}/acc", acc_metric, on_step=False, on_epoch=True, prog_bar=stage == "test")
+        self.metrics[f"{stage}_loss"].update(loss.detach(), weight=len(y))
+        self.metrics[f"{stage}_acc"].update(logits.detach(), y)
         return loss

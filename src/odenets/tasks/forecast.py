@@ -55,17 +55,17 @@ class ForecastTask(Task):
         self.register_buffer("target", target, persistent=False)
         self.register_buffer("times", times, persistent=False)
         self.tolerance = tolerance
-        self.losses = nn.ModuleDict({f"{stage}_loss": MeanMetric() for stage in ("train", "test")})
+        for stage in ("train", "test"):
+            self.add_metric(stage, "loss", MeanMetric())
 
     def step(self, batch, stage: str) -> Tensor:
         x, y = batch
         loss = F.mse_loss(self(x).reshape(y.shape), y)
-        metric = self.losses[f"{stage}_loss"]
-        metric.update(loss.detach(), weight=len(y))
-        self.log(f"{stage}/loss", metric, on_step=False, on_epoch=True)
+        self.metrics[f"{stage}_loss"].update(loss.detach(), weight=len(y))
         return loss
 
     def on_validation_epoch_end(self) -> None:
+        super().on_validation_epoch_end()
         if self.trainer.sanity_checking:
             return
         generated = generate(self.net, self.seed_window, len(self.target))

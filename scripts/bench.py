@@ -1,0 +1,52 @@
+"""Performance benchmark (issue 6): overhead, scheme cost, input pipeline, depth scaling, utilisation.
+
+    python scripts/bench.py                                  # everything at full size -> outputs/bench/bench.json
+    python scripts/bench.py --quick --sections schemes,input # small sizes, a minute or two
+    python scripts/bench.py --threads 1 --clock cpu          # on a busy machine: CPU time of this process
+    python scripts/bench.py --device cuda                    # on a GPU
+
+Every figure is a ratio measured side by side in this one process (interleaved rounds, medians):
+see `odenets.bench`. Prints a Markdown table; the JSON keys are stable.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+
+import torch
+
+from odenets.bench import FULL, QUICK, SECTIONS, Machine, format_markdown, run
+from odenets.fileio import atomic_open
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small models and data: develop the benchmark")
+    parser.add_argument("--sections", default=",".join(SECTIONS), help=f"comma-separated, from {','.join(SECTIONS)}")
+    parser.add_argument("--out", default="outputs/bench/bench.json", help="where to write the JSON results")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda[:i]")
+    parser.add_argument("--threads", type=int, default=None, help="intra-op threads (default: torch's)")
+    parser.add_argument("--clock", choices=("wall", "cpu"), default="wall",
+                        help="cpu: this process's CPU time, for a busy machine (with --threads 1)")
+    args = parser.parse_args(argv)
+    sections = [s for s in args.sections.split(",") if s]
+    unknown = sorted(set(sections) - set(SECTIONS))
+    if unknown:
+        print(f"error: unknown sections {', '.join(unknown)}; choose from {', '.join(SECTIONS)}", file=sys.stderr)
+        return 2
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    logging.getLogger("lightning").setLevel(logging.WARNING)
+    results = run(sections, QUICK if args.quick else FULL, Machine(args.device, args.clock))
+    with atomic_open(args.out) as f:
+        json.dump(results, f, indent=1)
+    print(format_markdown(results))
+    print(f"\nwritten to {args.out}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
