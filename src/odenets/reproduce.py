@@ -1,8 +1,9 @@
 """`make reproduce-tables`: the sweeps behind every table and figure, then the tables and figures.
 
 The training jobs are the published tables' rows (each row names the `train.py` overrides that
-produce it) plus the figure sweeps (`FIGURE_SWEEPS`, e.g. `experiment=horesnet/lr_robustness`). Rows are packed into as few Hydra multiruns as possible (rows that differ in
-one key become one sweep over that key), each run with the chosen Hydra launcher (`basic`:
+produce it) plus the figure sweeps (`FIGURE_SWEEPS`, e.g. `experiment=horesnet/lr_robustness`).
+Rows are packed into as few Hydra multiruns as possible (rows that differ in one key become one
+sweep over that key), each run with the chosen Hydra launcher (`basic`:
 sequential; `joblib`: local processes in parallel; `submitit_local`; `submitit_slurm`: a SLURM
 array). A job whose experiment already completed is skipped by `train.py` itself and an
 interrupted one resumes from its last checkpoint, so rerunning after a failure or pre-emption
