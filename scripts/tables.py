@@ -21,7 +21,8 @@ def main() -> None:
     parser.add_argument("--report", default="outputs/report/index.md")
     parser.add_argument("--bench", default="outputs/bench/bench.json")
     parser.add_argument("--tables", default=",".join(RESULT_TABLES), help="comma-separated table names")
-    parser.add_argument("--memory", action="store_true", help="also measure one-image inference memory")
+    parser.add_argument("--no-memory", dest="memory", action="store_false",
+                        help="skip measuring one-image inference memory (RKCNN Tables 2-3)")
     args = parser.parse_args()
     tables = write_all(args.out, args.budget, args.runs, args.bench, tuple(args.tables.split(",")), args.memory)
     report = write_report(args.report, tables, args.figures, args.budget)

@@ -46,6 +46,7 @@ class Cell:
     command: str | None = None  # what fills a missing `ours`
     paper_spread: str | None = None  # the paper's mean ± std over runs, where it gives one
     agrees: bool | None = None  # counts: equal within tolerance or at the paper's rounding
+    paper_is_bound: bool = False  # the paper gives only a lower bound ("> 19.49M")
 
     @property
     def diff(self) -> float | None:
@@ -122,13 +123,12 @@ def count_cells(row: dict, table: dict, memory: bool) -> dict[str, Cell]:
         if "params" in pub else {}
     if "flops" in pub:
         paper = pub.get("flops") if pub.get("flops") is not None else pub.get("flops_min")
-        cells["flops"] = Cell(stats["flops"], paper, "count (FlopCounterMode)" + (", paper: lower bound"
-                                                                             if pub.get("flops") is None else ""),
-                              agrees=stats["flops_ok"])
+        cells["flops"] = Cell(stats["flops"], paper, "count (FlopCounterMode)", agrees=stats["flops_ok"],
+                              paper_is_bound=pub.get("flops") is None and paper is not None)
     if "memory_mib" in pub:
         cells["memory_mib"] = Cell(stats.get("memory_mib"), pub.get("memory_mib"),
                                    "measured, CPU, no CUDA context" if memory else "",
-                                   None if memory else "python scripts/tables.py --memory")
+                                   None if memory else "python scripts/tables.py")
     return cells
 
 
@@ -200,7 +200,7 @@ def ecg_cells(table: dict) -> dict[str, dict[str, Cell]]:
 
 # --------------------------------------------------------------------------- one table
 def render(name: str, budget: str = "paper", index: RunIndex | None = None, bench: dict | None = None,
-           memory: bool = False) -> RenderedTable:
+           memory: bool = True) -> RenderedTable:
     table = load_table(name)
     quantities = [q for q in ("params", "flops", "memory_mib", "memory", "time", "speedup_080", "speedup_085",
                               "extra_params", "value", "accuracy", "error")
@@ -268,14 +268,16 @@ def to_markdown(t: RenderedTable) -> str:
         out = [row]
         for q in t.quantities:
             c = cells.get(q, Cell())
-            paper = _fmt(q, c.paper) + (f" ({c.paper_spread})" if c.paper_spread else "")
-            diff = MISSING if c.diff is None else f"{c.diff:+.2f}" if q not in ("params", "flops") else \
-                f"{100 * c.diff / c.paper:+.2f}%" if c.paper else MISSING
+            paper = (">" if c.paper_is_bound else "") + _fmt(q, c.paper) + \
+                (f" ({c.paper_spread})" if c.paper_spread else "")
+            diff = MISSING if c.diff is None else f"{100 * c.diff / c.paper:+.2f}%" if q in ("params", "flops") \
+                else f"{c.diff:+,}" if isinstance(c.diff, int) else f"{c.diff:+.2f}"
             diff += {True: " ✓", False: " ✗", None: ""}[c.agrees]
             ours = _fmt(q, c.ours)
             if c.ours is None and c.command:
-                commands.append(c.command)
-                ours += f" [{len(commands)}]"
+                if c.command not in commands:
+                    commands.append(c.command)
+                ours += f" [{commands.index(c.command) + 1}]"
             out += [ours, paper, diff]
         lines.append("| " + " | ".join(out) + " |")
         if note:
@@ -304,7 +306,7 @@ def to_latex(t: RenderedTable) -> str:
 
 def write_all(out_dir: str | Path, budget: str = "paper", runs_dir: str | Path = "outputs/runs",
               bench_path: str | Path = "outputs/bench/bench.json", names: tuple[str, ...] = RESULT_TABLES,
-              memory: bool = False, log: Callable[[str], None] = print) -> list[RenderedTable]:
+              memory: bool = True, log: Callable[[str], None] = print) -> list[RenderedTable]:
     """Markdown, CSV and LaTeX of every table under `out_dir`; one `tables.csv` with all cells."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -50,10 +50,10 @@ def train(cfg: DictConfig) -> dict:
               "config": OmegaConf.to_container(cfg, resolve=True)}
     trainer = None
     try:
+        datamodule, task, trainer, history = build(cfg, run_dir)
         if "scheme" in cfg.model:
             tableau = scheme_from_config(cfg.model.scheme).tableau
             log.info("scheme %s: %d stages used, order %d", tableau.name, tableau.needed_stages, tableau.order)
-        datamodule, task, trainer, history = build(cfg, run_dir)
         record["params"] = count_params(task.net)
         _single_run_argv()  # DDP children re-run this job alone, not the whole sweep
         resume = last_checkpoint(run_dir)

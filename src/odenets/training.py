@@ -3,6 +3,8 @@ checkpoints (best and last, written atomically) and history."""
 
 from __future__ import annotations
 
+import logging
+import warnings
 from pathlib import Path
 
 import lightning as L
@@ -23,6 +25,11 @@ from odenets.tasks.base import Task
 from odenets.validation import validate
 
 CHECKPOINTS = "checkpoints"
+
+# Lightning's advertising and deprecation chatter says nothing about the run.
+logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(lambda r: "litlogger" not in r.getMessage())
+warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
+warnings.filterwarnings("ignore", message=r"The number of training batches .* is smaller than the logging interval")
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
