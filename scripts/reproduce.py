@@ -2,7 +2,7 @@
 
     python scripts/reproduce.py --budget smoke                      # every experiment, tiny (CPU)
     python scripts/reproduce.py --budget paper --launcher joblib    # the papers' recipes, in parallel
-    python scripts/reproduce.py --budget paper --launcher submitit_slurm --seeds 0,1,2
+    python scripts/reproduce.py --budget paper --launcher slurm --seeds 0,1,2
     python scripts/reproduce.py --dry-run                           # print the multiruns only
 
 Completed experiments are skipped and interrupted ones resume, so rerunning continues the work.
@@ -22,7 +22,7 @@ LANDSCAPES = ((18, "euler,midpoint,rk4"), (58, "euler,midpoint,rk4,rk8"))  # HO-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--budget", default="paper", choices=["paper", "smoke"])
-    parser.add_argument("--launcher", default="basic", choices=["basic", "joblib", "submitit_local", "submitit_slurm"])
+    parser.add_argument("--launcher", default="basic", choices=["basic", "joblib", "submitit_local", "slurm"])
     parser.add_argument("--seeds", default="0", help="comma-separated seeds per table row (the papers: 3-5 runs)")
     parser.add_argument("--dry-run", action="store_true", help="print the multiruns without running them")
     parser.add_argument("--no-figure-sweeps", action="store_true", help="only the tables' runs")

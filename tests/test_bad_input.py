@@ -18,6 +18,7 @@ BAD_INPUTS = [
     (["experiment=horesnet/imagenet"], "unknown experiment 'horesnet/imagenet'"),
     (["dept=58"], "Could not override 'dept'"),
     (["depth=[1,2"], "no viable alternative"),
+    (["-m", "--cfg", "job"], "Only one of --run, --multirun, --cfg"),
     (["depth=a"], "depth='a' is not allowed; expected a positive integer"),
     (["depth=3.5"], "depth=3.5 is not allowed"),
     (["depth=-4"], "depth=-4 is not allowed"),

@@ -4,8 +4,8 @@ The training jobs are the published tables' rows (each row names the `train.py` 
 produce it) plus the figure sweeps (`FIGURE_SWEEPS`, e.g. `experiment=horesnet/lr_robustness`).
 Rows are packed into as few Hydra multiruns as possible (rows that differ in one key become one
 sweep over that key), each run with the chosen Hydra launcher (`basic`:
-sequential; `joblib`: local processes in parallel; `submitit_local`; `submitit_slurm`: a SLURM
-array). A job whose experiment already completed is skipped by `train.py` itself and an
+sequential; `joblib`: local processes in parallel; `submitit_local`; `slurm`: SLURM jobs with DDP
+inside, requeued on pre-emption). A job whose experiment already completed is skipped by `train.py` itself and an
 interrupted one resumes from its last checkpoint, so rerunning after a failure or pre-emption
 only does what is left.
 """

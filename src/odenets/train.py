@@ -127,11 +127,22 @@ def main() -> None:
     os.environ["HYDRA_FULL_ERROR"] = "1"  # Hydra re-raises instead of printing; we report below
     try:
         _hydra_main()
-    except (ConfigError, HydraException, OmegaConfBaseException) as e:
-        if os.environ.get("ODENETS_TRACEBACK") == "1":
+    except Exception as e:
+        if os.environ.get("ODENETS_TRACEBACK") == "1" or not _is_bad_input(e):
             raise
         _exit_bad_input(e)
     sys.exit(min(SweepReport.failed, 100))
+
+
+def _is_bad_input(e: BaseException) -> bool:
+    """Our config errors, Hydra's and OmegaConf's, and Hydra's command-line usage errors (raised by
+    Hydra's own code); anything else is a bug and keeps its traceback."""
+    if isinstance(e, (ConfigError, HydraException, OmegaConfBaseException)):
+        return True
+    tb = e.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    return isinstance(e, ValueError) and tb is not None and f"{os.sep}hydra{os.sep}" in tb.tb_frame.f_code.co_filename
 
 
 def _exit_bad_input(e: BaseException) -> None:
