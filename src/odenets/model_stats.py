@@ -34,6 +34,7 @@ from odenets.config import CONF_DIR, compose
 from odenets.errors import ConfigError
 from odenets.memory import peak_tracker
 from odenets.models import build_model
+from odenets.models import count_params as count_trainable
 
 PUBLISHED_DIR = Path(__file__).resolve().parent / "published"
 PARAMS_TOLERANCE, FLOPS_TOLERANCE = 0.005, 0.02
@@ -61,13 +62,14 @@ def count_params(model: nn.Module, mode: str = "all") -> int:
     """Trainable parameters (`all`) or only weights (`weights`: no normalisation parameters, no biases)."""
     if mode not in ("all", "weights"):
         raise ConfigError(f"params_count={mode!r}; allowed: all, weights")
+    if mode == "all":
+        return count_trainable(model)
     skip = set()
-    if mode == "weights":
-        for m in model.modules():
-            if isinstance(m, _NORMS):
-                skip.update(id(p) for p in m.parameters(recurse=False))
-            elif isinstance(m, _WEIGHTED) and m.bias is not None:
-                skip.add(id(m.bias))
+    for m in model.modules():
+        if isinstance(m, _NORMS):
+            skip.update(id(p) for p in m.parameters(recurse=False))
+        elif isinstance(m, _WEIGHTED) and m.bias is not None:
+            skip.add(id(m.bias))
     return sum(p.numel() for p in model.parameters() if p.requires_grad and id(p) not in skip)
 
 
