@@ -5,6 +5,7 @@ steps per model, and `train.py experiment=heunnet/mnist` end to end."""
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -151,6 +152,100 @@ def test_bad_options_are_config_errors():
         create_model("lstm", read="cols", image_size=28)
     with pytest.raises(ConfigError, match="num_layers=0"):
         create_model("gru", num_layers=0)
+
+
+# --------------------------------------------------------------------------- the fused sequence kernel
+SCHEMES = ["euler", "heun", "rk4", "rk8", {"name": "heun_ext", "alpha": 0.8, "learn_alpha": True},
+           {"name": "midpoint", "h": 0.5, "learn_h": True}]
+
+
+def outputs_and_gradients(layer: nn.Module, x: torch.Tensor) -> list[torch.Tensor]:
+    x = x.clone().requires_grad_(True)
+    y = layer(x)
+    loss = (y * torch.linspace(-1, 1, y.numel()).reshape(y.shape)).sum()  # every hidden state matters
+    return [y, *torch.autograd.grad(loss, [x, *layer.parameters()])]
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
+@pytest.mark.parametrize("scheme", SCHEMES, ids=lambda s: s if isinstance(s, str) else f"{s['name']}-learned")
+def test_fused_scan_equals_the_op_by_op_loop(cell, scheme):
+    """Issue 12: the one-node sequence kernel computes the plain RKBlock loop's outputs and gradients
+    (input, weights, learned alpha or h) for every scheme and cell."""
+    plain = ODERNNLayer(scheme, cell, 3, 5, fused=False)
+    fused = ODERNNLayer(scheme, cell, 3, 5, fused=True)
+    fused.load_state_dict(plain.state_dict())
+    x = torch.randn(4, 7, 3)
+    for a, b in zip(outputs_and_gradients(plain, x), outputs_and_gradients(fused, x), strict=True):
+        torch.testing.assert_close(b, a, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("training", [True, False])
+def test_fused_phased_lstm_equals_eq9_11_op_by_op(training):
+    plain = PhasedLSTMLayer(3, 5, period_range=(2.0, 5.0), r_on=0.3, fused=False).train(training)
+    fused = PhasedLSTMLayer(3, 5, period_range=(2.0, 5.0), r_on=0.3, fused=True).train(training)
+    fused.load_state_dict(plain.state_dict())
+    x = torch.randn(4, 9, 3)
+    for a, b in zip(outputs_and_gradients(plain, x), outputs_and_gradients(fused, x), strict=True):
+        torch.testing.assert_close(b, a, rtol=0, atol=1e-12)
+
+
+def test_fused_scan_in_float32_matches_to_1e5():
+    """In single precision the two differ only by summation order: relative difference below 1e-5 per tensor."""
+    torch.set_default_dtype(torch.float32)
+    plain, fused = (ODERNNLayer("heun", "lstm", 28, 32, fused=f) for f in (False, True))
+    fused.load_state_dict(plain.state_dict())
+    x = torch.rand(16, 28, 28)
+    for a, b in zip(outputs_and_gradients(plain, x), outputs_and_gradients(fused, x), strict=True):
+        assert float((b - a).norm() / a.norm()) < 1e-5
+
+
+def test_fused_scan_reuses_its_buffers_and_refuses_a_second_backward():
+    layer = ODERNNLayer("heun", "lstm", 3, 4)
+    y = layer(X).sum()
+    y.backward(retain_graph=True)
+    with pytest.raises(RuntimeError, match="already backpropagated"):
+        y.backward()
+
+
+# --------------------------------------------------------------------------- reading and initialising
+def test_chunked_reading_groups_consecutive_samples():
+    beats = torch.arange(2 * 7, dtype=torch.float64).reshape(2, 7)
+    seq = as_sequence(beats, chunk=3)
+    assert seq.shape == (2, 3, 3) and torch.equal(seq[1, 1], beats[1, 3:6]) and torch.equal(seq[0, 2], torch.tensor(
+        [6.0, 0.0, 0.0]))
+    assert features_per_step(1, None, "rows", chunk=11) == 11
+    net = create_model("ode_rnn", in_channels=1, chunk=11, hidden_size=4, num_outputs=5)
+    assert net(torch.rand(3, 187)).shape == (3, 5)
+    with pytest.raises(ConfigError, match="model.chunk=0"):
+        create_model("lstm", chunk=0)
+
+
+def test_trim_padding_reads_the_state_at_the_last_nonzero_sample():
+    net = create_model("lstm", in_channels=1, hidden_size=4, num_outputs=2, trim_padding=True)
+    beat = torch.rand(1, 10) + 0.1
+    padded = torch.cat([beat, torch.zeros(1, 6)], dim=1)
+    torch.testing.assert_close(net(padded), net(beat))  # the padding is never read
+    net.trim_padding = False
+    assert not torch.allclose(net(padded), net(beat))
+
+
+@pytest.mark.parametrize("name", ["lstm", "gru", "ode_rnn", "phased_lstm"])
+def test_gate_initialisations(name):
+    forget = create_model(name, hidden_size=8, gate_init="forget")
+    chrono = create_model(name, hidden_size=8, gate_init="chrono", timescale=187)
+    for net, check in ((forget, lambda b: torch.all(b == 1)), (chrono, lambda b: (b >= 0).all() and (b <= math.log(186)).all()
+                                                                and b.std() > 0)):
+        cell = next(m for m in net.modules() if isinstance(m, (nn.LSTM, nn.LSTMCell, nn.GRU, nn.GRUCell)))
+        n = cell.hidden_size
+        ih = next(p for k, p in cell.named_parameters() if k.startswith("bias_ih"))
+        hh = next(p for k, p in cell.named_parameters() if k.startswith("bias_hh"))
+        assert check(ih[n:2 * n]) and torch.all(hh[n:2 * n] == 0)
+    if name != "gru":  # chrono's input gate is minus the forget gate's bias
+        cell = next(m for m in chrono.modules() if isinstance(m, (nn.LSTM, nn.LSTMCell)))
+        ih = next(p for k, p in cell.named_parameters() if k.startswith("bias_ih"))
+        torch.testing.assert_close(ih[:8], -ih[8:16])
+    with pytest.raises(ConfigError, match="model.gate_init='keras'"):
+        create_model(name, gate_init="keras")
 
 
 # --------------------------------------------------------------------------- Phased LSTM

@@ -67,8 +67,8 @@ class RKBlock(nn.Module):
         A = [[any(float(P[1][i][j]) != 0 for P in patterns) for j in rows] for i in rows]
         b = [any(float(P[2][i]) != 0 for P in patterns) for i in rows]
         self.stages = s = needed_stages(A, b)
-        self._deps = tuple(tuple(j for j in range(i) if A[i][j]) for i in range(s))
-        self._out = tuple(b[:s])
+        self.deps = tuple(tuple(j for j in range(i) if A[i][j]) for i in range(s))
+        self.outs = tuple(b[:s])
         last_use = {j: max((i for i in range(s) if A[i][j]), default=-1) for j in range(s)}
         self._keep = tuple(last_use[i] > i for i in range(s))
         self._release = tuple(tuple(j for j in range(s) if last_use[j] == i) for i in range(s))
@@ -83,23 +83,24 @@ class RKBlock(nn.Module):
         c, A, b = coeffs
         return [ci * h for ci in c], [[a * h for a in row] for row in A], [bi * h for bi in b]
 
-    def _coefficients(self):
+    def coefficients(self):
+        """(h c, h A, h b): floats, or tensors where a coefficient or h is learned."""
         if self._static is not None:
             return self._static
         tableau = self.scheme.tableau
         return self._scaled(tableau.coefficients(**dict(self.learned.items())), self.h)
 
     def forward(self, y: Tensor, *args, t: float | Tensor = 0.0) -> Tensor:
-        hc, hA, hb = self._coefficients()
+        hc, hA, hb = self.coefficients()
         ks: dict[int, Tensor] = {}
         out = y
         for i in range(self.stages):
             z = y
-            for j in self._deps[i]:
+            for j in self.deps[i]:
                 z = _axpy(z, hA[i][j], ks[j], fresh=z is not y)
             kwargs = {"t": t + hc[i]} if self.time_input else {}
             k = self._stage(self.F[i % len(self.F)], z, *args, **kwargs)
-            if self._out[i]:
+            if self.outs[i]:
                 out = _axpy(out, hb[i], k, fresh=out is not y)
             for j in self._release[i]:
                 del ks[j]
