@@ -29,9 +29,9 @@ from odenets.figures.landscape import (
     save_landscape,
 )
 from odenets.figures.lr_robustness import cell_text, lr_outcomes, plot_lr_robustness
-from odenets.figures.runs import group_runs, load_runs, provenance, run_label
+from odenets.figures.runs import group_runs, provenance, run_label
 from odenets.models import create_model
-from odenets.results import best_of, write_result
+from odenets.results import best_of, load_runs, write_result
 
 
 # --------------------------------------------------------------------------- ODE demos
@@ -100,8 +100,9 @@ def write_run(runs_dir: Path, overrides: list[str], hist: list[dict], status: st
     cfg = compose(overrides)
     run_dir = runs_dir / f"run-{fingerprint(cfg)[:12]}"
     final = {k: v for k, v in hist[-1].items() if "/" in k and not k.startswith("time/")}
+    best = best_of(hist, {"train/acc": True, "test/acc": True})
     write_result(run_dir, {"config": OmegaConf.to_container(cfg, resolve=True), "fingerprint": fingerprint(cfg),
-                           "status": status, "params": 1, "metrics": {"final": final, "best": best_of(hist)},
+                           "status": status, "params": 1, "metrics": {"final": final, "best": best},
                            "epochs": len(hist), "wall_time_s": 1.0, "history": hist,
                            "diverged_at_step": 10 if status == "diverged" else None})
     return run_dir

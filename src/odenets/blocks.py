@@ -19,7 +19,6 @@ during the re-run, so they are updated once per step, as without checkpointing.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager, nullcontext
 
@@ -29,7 +28,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 from torch.utils.checkpoint import checkpoint
 
 from odenets.errors import ConfigError
-from odenets.schemes import Scheme, needed_stages, scheme_from_config
+from odenets.schemes import Scheme, scheme_from_config
 
 
 class RKBlock(nn.Module):
@@ -58,15 +57,8 @@ class RKBlock(nn.Module):
         )
         self.h = nn.Parameter(torch.tensor(scheme.h)) if scheme.learn_h else scheme.h
 
-        # Sparsity of (A, b). With learned parameters, an entry counts as nonzero if it is nonzero
-        # at the initial value or at a generic one, so learning can move it away from zero.
-        patterns = [tableau.coefficients()]
-        if scheme.learn_params:
-            patterns.append(tableau.coefficients(**{p: tableau.params[p] + 1 / math.pi for p in scheme.learn_params}))
-        rows = range(tableau.stages)
-        A = [[any(float(P[1][i][j]) != 0 for P in patterns) for j in rows] for i in rows]
-        b = [any(float(P[2][i]) != 0 for P in patterns) for i in rows]
-        self.stages = s = needed_stages(A, b)
+        A, b = scheme.sparsity
+        self.stages = s = scheme.stages
         self.deps = tuple(tuple(j for j in range(i) if A[i][j]) for i in range(s))
         self.outs = tuple(b[:s])
         last_use = {j: max((i for i in range(s) if A[i][j]), default=-1) for j in range(s)}

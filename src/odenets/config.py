@@ -1,7 +1,8 @@
 """Config helpers: OmegaConf resolvers, the experiment fingerprint and run naming, compose().
 
 The fingerprint hashes the part of the config that defines an experiment: everything except
-where files live, how runs are logged and shown, and the hydra node. Two runs with the same
+where files live, how runs are logged and shown, the hydra node, and the top-level keys the chosen
+model does not read (`unused_keys`: `scheme` for an LSTM). Two runs with the same
 fingerprint are the same experiment, which is how reruns find their directory, resume, and skip
 completed work.
 """
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +27,37 @@ NON_DEFINING = {
 }
 
 
+# Top-level keys that only some models read (through interpolations such as `model.depth: ${depth}`).
+OPTIONAL_KEYS = ("scheme", "depth", "alpha", "activation_checkpointing", "checkpoint")
+_REFERENCE = re.compile(r"\$\{(?:oc\.select:)?([A-Za-z_][\w]*)")
+
+
+def _references(node: Any) -> set[str]:
+    """Top-level keys that interpolations anywhere in `node` refer to."""
+    if isinstance(node, dict):
+        return set().union(*map(_references, node.values())) if node else set()
+    if isinstance(node, list):
+        return set().union(*map(_references, node)) if node else set()
+    return set(_REFERENCE.findall(node)) if isinstance(node, str) else set()
+
+
+def unused_keys(cfg: DictConfig) -> set[str]:
+    """The optional top-level keys (`OPTIONAL_KEYS`) that nothing the run builds reads: not reachable
+    through interpolations from the rest of the config (e.g. `scheme` and `depth` for `model=lstm`)."""
+    raw = OmegaConf.to_container(cfg, resolve=False)
+    raw.pop("hydra", None)
+    refs = {key: _references(value) for key, value in raw.items()}
+    reached = set()
+    todo = [key for key in raw if key not in OPTIONAL_KEYS]
+    while todo:
+        key = todo.pop()
+        for ref in refs.get(key, ()):
+            if ref not in reached and ref in raw:
+                reached.add(ref)
+                todo.append(ref)
+    return {key for key in OPTIONAL_KEYS if key in raw and key not in reached}
+
+
 def _strip(node: Any, prefix: str = "") -> Any:
     if isinstance(node, dict):
         return {k: _strip(v, f"{prefix}{k}.") for k, v in node.items() if f"{prefix}{k}" not in NON_DEFINING}
@@ -32,10 +65,11 @@ def _strip(node: Any, prefix: str = "") -> Any:
 
 
 def defining_config(cfg: DictConfig) -> dict:
-    """The resolved config without the non-defining keys."""
+    """The resolved config without the non-defining keys and the optional keys nothing reads."""
     out = {}
+    skip = NON_DEFINING | unused_keys(cfg)
     for key in cfg:
-        if key in NON_DEFINING:
+        if key in skip:
             continue
         node = cfg[key] if not OmegaConf.is_missing(cfg, key) else None
         if isinstance(node, (DictConfig, ListConfig)):

@@ -280,6 +280,23 @@ class Scheme:
     def name(self) -> str:
         return self.tableau.name
 
+    @cached_property
+    def sparsity(self) -> tuple[tuple[tuple[bool, ...], ...], tuple[bool, ...]]:
+        """Which entries of A and b are nonzero. With learned parameters, an entry counts as nonzero if it
+        is nonzero at the initial value or at a generic one, so learning can move it away from zero."""
+        t = self.tableau
+        patterns = [t.coefficients()]
+        if self.learn_params:
+            patterns.append(t.coefficients(**{p: t.params[p] + 1 / math.pi for p in self.learn_params}))
+        rows = range(t.stages)
+        A = tuple(tuple(any(float(P[1][i][j]) != 0 for P in patterns) for j in rows) for i in rows)
+        return A, tuple(any(float(P[2][i]) != 0 for P in patterns) for i in rows)
+
+    @cached_property
+    def stages(self) -> int:
+        """Stages a block evaluates: those the propagated solution needs, learned parameters counted."""
+        return needed_stages(*self.sparsity)
+
 
 SCHEME_KEYS = {"name", "c", "A", "b", "b_hat", "h", "learn_h", "learn_alpha", "alpha"}
 

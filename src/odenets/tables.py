@@ -30,8 +30,8 @@ import pandas as pd
 from omegaconf import OmegaConf
 
 from odenets.figures.curves import time_to_accuracy
-from odenets.figures.runs import comparison_key, load_runs
 from odenets.model_stats import compose_row, load_table, row_stats, table_names
+from odenets.results import comparison_key, load_runs
 
 MISSING = "—"
 RESULT_TABLES = ("horesnet_table2", "horesnet_table3", "horesnet_table4", "rkcnn_table2", "rkcnn_table3",

@@ -15,6 +15,7 @@ from typing import Any
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from odenets.config import OPTIONAL_KEYS, unused_keys
 from odenets.errors import ConfigError
 from odenets.schemes import scheme_from_config
 
@@ -50,6 +51,7 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "compile": (_bool, "true or false"),
     "channels_last": (_bool, "true or false"),
     "checkpoint": (_bool, "true or false"),
+    "activation_checkpointing": (_bool, "true or false"),
     "force": (_bool, "true or false"),
     "checkpoint_every_n_steps": (_optional(_int(0)), "an integer >= 0 (0 or null: only at epoch ends)"),
     "dataset.batch_size": (_int(1), "an integer >= 1"),
@@ -78,8 +80,28 @@ def _available_devices(accelerator: str) -> int:
     return os.cpu_count() or 1
 
 
-def validate(cfg: DictConfig) -> None:
-    """Raise ConfigError for the first key whose value is not allowed."""
+def _set_keys(overrides) -> list[str]:
+    """Top-level keys the command line set (`scheme=rk4`, `+depth=1`, `scheme.learn_alpha=true`, ...)."""
+    keys = []
+    for override in overrides:
+        key = override.split("=", 1)[0].lstrip("+~").split("@", 1)[0]
+        keys.append(key.split(".", 1)[0].split("/", 1)[0])
+    return keys
+
+
+def validate_used(cfg: DictConfig, overrides=()) -> None:
+    """A top-level key the chosen model does not read (`scheme`, `depth`, `alpha`, `checkpoint`), set on the
+    command line, is bad input: it would change the run's name but not what it computes."""
+    unused = unused_keys(cfg)
+    for key in _set_keys(overrides):
+        if key in unused:
+            model = cfg.model.get("name", "?")
+            raise ConfigError(f"{key} is set but model={model} does not read it; remove it (keys {model} reads "
+                              f"from the top level: {', '.join(sorted(set(OPTIONAL_KEYS) - unused)) or 'none'})")
+
+
+def validate(cfg: DictConfig, overrides=()) -> None:
+    """Raise ConfigError for the first key whose value is not allowed, or that is set and not read."""
     from odenets.data import DATASETS
     from odenets.models import MODELS
 
@@ -93,7 +115,9 @@ def validate(cfg: DictConfig) -> None:
     if cfg.model.name not in MODELS:
         raise ConfigError(f"model.name={cfg.model.name!r} is unknown; valid models: {', '.join(sorted(MODELS))}")
     _validate_devices(cfg.trainer)
-    scheme_from_config(cfg.scheme)
+    validate_used(cfg, overrides)
+    if "scheme" not in unused_keys(cfg):
+        scheme_from_config(cfg.scheme)
 
 
 def _validate_devices(trainer: DictConfig) -> None:

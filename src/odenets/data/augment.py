@@ -32,14 +32,19 @@ def random_flip(x: Tensor, generator: torch.Generator | None = None) -> Tensor:
 _AUTOAUGMENT = v2.AutoAugment(v2.AutoAugmentPolicy.CIFAR10)
 
 
-def autoaugment(x: Tensor, group: int = 1) -> Tensor:
+def autoaugment(x: Tensor, group: int = 1, generator: torch.Generator | None = None) -> Tensor:
     """torchvision's AutoAugment (CIFAR-10 policy) on uint8 batches.
 
     v2 transforms draw one sub-policy per call, so the batch is split into groups of `group`
     images that each get their own draw: `group=1` is exactly per-image AutoAugment; larger
-    groups trade independence between neighbouring images for fewer calls.
+    groups trade independence between neighbouring images for fewer calls. torchvision draws from
+    the global generator: with `generator`, it is seeded from it for these calls and restored after.
     """
-    return torch.cat([_AUTOAUGMENT(chunk) for chunk in x.split(group)])
+    if generator is None:
+        return torch.cat([_AUTOAUGMENT(chunk) for chunk in x.split(group)])
+    with torch.random.fork_rng(devices=[x.device] if x.device.type == "cuda" else []):
+        torch.manual_seed(int(torch.randint(2**62, (), generator=generator, device=generator.device)))
+        return torch.cat([_AUTOAUGMENT(chunk) for chunk in x.split(group)])
 
 
 def normalize(x: Tensor, mean: Tensor, std: Tensor) -> Tensor:

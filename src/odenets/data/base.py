@@ -17,6 +17,8 @@ import lightning as L
 import torch
 from torch import Tensor
 
+from odenets.seeding import generator
+
 
 @dataclass
 class Split:
@@ -32,9 +34,9 @@ class Split:
 
 class EpochSampler:
     """Sample indices of one rank for one epoch, like `DistributedSampler`: Lightning calls
-    `set_epoch` at every epoch start, so the permutation is a function of (seed, epoch) alone and
-    a resumed run sees the same order. Training shards are equal-sized (the tail is dropped);
-    evaluation shards are contiguous, disjoint and cover every sample once."""
+    `set_epoch` at every epoch start, so the permutation is a function of (seed, epoch) alone (its own
+    stream, `odenets.seeding`) and a resumed run sees the same order. Training shards are equal-sized
+    (the tail is dropped); evaluation shards are contiguous, disjoint and cover every sample once."""
 
     def __init__(self, n: int, shuffle: bool, seed: int = 0, rank: int = 0, world_size: int = 1) -> None:
         self.n, self.shuffle, self.seed, self.rank, self.world_size = n, shuffle, seed, rank, world_size
@@ -48,7 +50,7 @@ class EpochSampler:
             bounds = [self.n * r // self.world_size for r in range(self.world_size + 1)]
             return torch.arange(bounds[self.rank], bounds[self.rank + 1])
         per_rank = self.n // self.world_size
-        perm = torch.randperm(self.n, generator=torch.Generator().manual_seed(self.seed + self.epoch))
+        perm = torch.randperm(self.n, generator=generator(self.seed, "order", self.epoch))
         return perm[self.rank * per_rank:(self.rank + 1) * per_rank]
 
     def __len__(self) -> int:
@@ -79,6 +81,11 @@ class TensorBatches:
             sel = idx[b * self.batch_size:(b + 1) * self.batch_size]
             yield self.split.x.index_select(0, sel), self.split.y.index_select(0, sel)
 
+    @property
+    def batches_served(self) -> int:
+        """Batches of this epoch handed out so far (the one being trained on included)."""
+        return self._served
+
     def state_dict(self) -> dict:
         return {"batches_served": self._served}
 
@@ -95,6 +102,7 @@ class TensorDataModule(L.LightningDataModule):
     """
 
     task = "classification"
+    class_names: tuple[str, ...] | None = None  # named classes get per-class recall and a confusion matrix
 
     def __init__(self, name: str, root: str = "data", batch_size: int = 128, eval_batch_size: int = 512,
                  subset: int | None = None, test_subset: int | None = None, seed: int = 0, **options) -> None:
@@ -105,6 +113,7 @@ class TensorDataModule(L.LightningDataModule):
         self.options = options
         self.train: Split | None = None
         self.test: Split | None = None
+        self._train_batches: TensorBatches | None = None
 
     # -- to implement ------------------------------------------------------------------------
     def load(self) -> tuple[Split, Split]:
@@ -116,7 +125,7 @@ class TensorDataModule(L.LightningDataModule):
 
     def task_kwargs(self) -> dict:
         """Arguments of the task's LightningModule that come from the data."""
-        return {"num_classes": self.options["num_classes"]}
+        return {"num_classes": self.options["num_classes"], "class_names": self.class_names}
 
     # -- Lightning hooks ---------------------------------------------------------------------
     def prepare_data(self) -> None:
@@ -138,13 +147,21 @@ class TensorDataModule(L.LightningDataModule):
     def train_dataloader(self) -> TensorBatches:
         rank, world = self._world()
         sampler = EpochSampler(len(self.train), shuffle=True, seed=self.seed, rank=rank, world_size=world)
-        return TensorBatches(self.train, self.batch_size, sampler)
+        self._train_batches = TensorBatches(self.train, self.batch_size, sampler)
+        return self._train_batches
 
     def val_dataloader(self) -> TensorBatches:
         rank, world = self._world()
         return TensorBatches(self.test, self.eval_batch_size, EpochSampler(len(self.test), False, 0, rank, world))
 
     test_dataloader = val_dataloader
+
+    def augmentation_generator(self, device: torch.device) -> torch.Generator:
+        """The stream of this training batch's augmentation draws: a function of (seed, epoch, rank, batch)."""
+        rank, _ = self._world()
+        epoch = self.trainer.current_epoch if self.trainer is not None else 0
+        batch = self._train_batches.batches_served if self._train_batches is not None else 0
+        return generator(self.seed, "augment", epoch, rank, batch, device=device)
 
     def on_after_batch_transfer(self, batch, dataloader_idx: int):
         x, y = batch

@@ -212,6 +212,8 @@ def _record_names(records) -> list[str] | None:
 class MITBIHDataModule(TensorDataModule):
     """`dataset=mitbih`: beats from the raw records in `records_dir` (default `<root>/mitdb`)."""
 
+    class_names = CLASSES
+
     def __init__(self, name: str = "mitbih", root: str = "data", records_dir: str | None = None,
                  records: list | None = None, split: str = "random", test_fraction: float = 0.2,
                  split_seed: int = 0, train_records: list | None = None, test_records: list | None = None,
@@ -297,6 +299,8 @@ def _take(split: Split, idx: torch.Tensor) -> Split:
 
 class MITBIHCSVDataModule(TensorDataModule):
     """`dataset=mitbih_csv`: `<root>/mitbih_train.csv` and `mitbih_test.csv` (187 values + label, no header)."""
+
+    class_names = CLASSES
 
     FILES = ("mitbih_train.csv", "mitbih_test.csv")
 

@@ -142,12 +142,13 @@ class VisionDataModule(TensorDataModule):
     def transform(self, x: Tensor, train: bool) -> Tensor:
         if self.pipeline == "torchvision":
             return x  # the DataLoader's PIL transforms did everything
-        if train:
+        if train and (self.autoaugment or self.crop_padding or self.flip):
+            g = self.augmentation_generator(x.device)
             if self.autoaugment:
-                x = augment.autoaugment(x, self.autoaugment_group)
-            x = augment.random_crop(x, self.crop_padding)
+                x = augment.autoaugment(x, self.autoaugment_group, generator=g)
+            x = augment.random_crop(x, self.crop_padding, generator=g)
             if self.flip:
-                x = augment.random_flip(x)
+                x = augment.random_flip(x, generator=g)
         return augment.normalize(x, self.mean.to(x.device), self.std.to(x.device))
 
     # -- torchvision pipeline: the classic DataLoader with per-image PIL transforms ------------

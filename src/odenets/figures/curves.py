@@ -23,7 +23,8 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from odenets.figures import load_published
-from odenets.figures.runs import by_label, get, run_label, scheme_key
+from odenets.figures.runs import by_label, run_label, scheme_key
+from odenets.results import get
 
 HORESNET_PANELS = (("train accuracy", ("train/acc",)), ("train loss", ("train/loss",)),
                    ("test accuracy", ("test/acc",)), ("test loss", ("test/loss",)))

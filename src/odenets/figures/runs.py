@@ -8,59 +8,13 @@ separate groups, each named by its `provenance`.
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from pathlib import Path
 
-from omegaconf import OmegaConf
-
-from odenets.config import defining_config
 from odenets.figures import scheme_label, scheme_rank
+from odenets.results import comparison_key, get
 
 RNN_LABELS = {"lstm": "LSTM", "gru": "GRU", "phased_lstm": "Phased LSTM"}
-
-
-def load_runs(runs_dir: str | Path) -> list[dict]:
-    """Every readable result.json under `runs_dir` (any depth) with a config, each with `run_dir` added.
-
-    Read here rather than with `odenets.results.read_result`, which would import Lightning for nothing."""
-    runs = []
-    for path in sorted(Path(runs_dir).rglob("result.json")):
-        try:
-            record = json.loads(path.read_text())
-        except (OSError, ValueError):
-            continue
-        if isinstance(record.get("config"), dict):
-            runs.append({**record, "run_dir": str(path.parent)})
-    return runs
-
-
-def get(config: dict, dotted: str, default=None):
-    """config["a"]["b"] for "a.b", or `default` where a key is missing."""
-    node = config
-    for key in dotted.split("."):
-        if not isinstance(node, dict) or key not in node:
-            return default
-        node = node[key]
-    return node
-
-
-def _without(node: dict, dotted: str) -> None:
-    head, _, rest = dotted.partition(".")
-    if rest and isinstance(node.get(head), dict):
-        _without(node[head], rest)
-    elif not rest:
-        node.pop(head, None)
-
-
-def comparison_key(config: dict, varied: Iterable[str]) -> str:
-    """A hash of the defining config without the `varied` keys: equal for runs one figure compares."""
-    defining = defining_config(OmegaConf.create(config))
-    for key in ("seed", *varied):  # seeds are averaged over, never a reason to split a figure
-        _without(defining, key)
-    return hashlib.sha256(json.dumps(defining, sort_keys=True, default=str).encode()).hexdigest()[:8]
 
 
 def group_runs(runs: Sequence[dict], varied: Iterable[str]) -> dict[str, list[dict]]:

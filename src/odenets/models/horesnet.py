@@ -37,7 +37,7 @@ class VGGSubNet(nn.Sequential):
 
 def layers_per_block(scheme: Scheme, stage_weights: str = "separate") -> int:
     """Weight layers in one block: two per sub-net, one sub-net per stage unless weights are shared."""
-    return 2 * (scheme.tableau.needed_stages if stage_weights == "separate" else 1)
+    return 2 * (scheme.stages if stage_weights == "separate" else 1)
 
 
 def blocks_for_depth(scheme: Scheme, depth: int, stage_weights: str = "separate") -> int:

@@ -5,8 +5,10 @@ Subclasses implement `step(batch, stage)` (returning the loss), update their tor
 best checkpoint (`monitor`, `mode`). Metrics are updated every step but computed and logged once
 per epoch, as `<stage>/<name>`, after the epoch's evaluation: logging a metric every step costs
 Lightning about a millisecond each. They are kept in checkpoints, so a run resumed mid-epoch keeps
-the epoch's tallies. Image batches take the net's memory format:
-channels_last when train.py converted the net for `channels_last=true`.
+the epoch's tallies. Which way is better for each logged metric comes from the metric itself
+(torchmetrics' `higher_is_better`; losses and means: lower), so `result.json` picks the best epoch
+without rules by name. Image batches take the net's memory format: channels_last when
+`odenets.training.build` converted the net for `channels_last=true`.
 """
 
 from __future__ import annotations
@@ -35,6 +37,14 @@ class Task(L.LightningModule):
         metric.persistent(True)
         self.metrics[f"{stage}_{name}"] = metric
         return metric
+
+    def higher_is_better(self) -> dict[str, bool]:
+        """Direction of every metric this task logs, by logged key (`<stage>/<name>`)."""
+        return {key.replace("_", "/", 1): bool(metric.higher_is_better) for key, metric in self.metrics.items()}
+
+    def summary(self) -> dict:
+        """What `result.json`'s `metrics` holds besides per-epoch scalars (e.g. a confusion matrix)."""
+        return {}
 
     def on_validation_epoch_end(self) -> None:
         """Log every metric of the epoch (training and evaluation), then start the next epoch's tallies."""

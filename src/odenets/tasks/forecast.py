@@ -58,6 +58,9 @@ class ForecastTask(Task):
         for stage in ("train", "test"):
             self.add_metric(stage, "loss", MeanMetric())
 
+    def higher_is_better(self) -> dict[str, bool]:
+        return {**super().higher_is_better(), "test/gen_mse": False, "test/gen_acc": True}
+
     def step(self, batch, stage: str) -> Tensor:
         x, y = batch
         loss = F.mse_loss(self(x).reshape(y.shape), y)
