@@ -52,6 +52,23 @@ BAD_INPUTS = [
     (["scheme=example_ralston3", "scheme.A=[[0,1,0],[0.5,0,0],[0,0.75,0]]"], "A is not strictly lower-triangular"),
     (["scheme=example_ralston3", "scheme.c=[0,0.5,0.5]"], "row 3 of A sums to 0.75 but c_3 = 0.5; rows of A must"),
     (["scheme=example_ralston3", "scheme.b=[0.5,0.5]"], "sizes disagree"),
+    # second pass (issue 11): recurrent, ECG, sine, schedule and trainer keys; keys nothing reads
+    (["model=ode_rnn", "model.hidden_size=0"], "model.hidden_size=0 is not allowed; expected an integer >= 1"),
+    (["model=lstm", "model.chunk=0"], "model.chunk=0 is not allowed"),
+    (["model=gru", "model.gate_init=keras"], "model.gate_init='keras'; allowed: torch, forget, chrono"),
+    (["model=lstm", "model.timescale=1"], "model.timescale=1 is not allowed"),
+    (["model=phased_lstm", "model.r_on=2"], "model.r_on=2 is not allowed; expected a number in (0, 1]"),
+    (["model=rkcnn", "model.dropout=1.5"], "model.dropout=1.5 is not allowed"),
+    (["model=odenet", "model.tol=0"], "model.tol=0 is not allowed"),
+    (["model=horesnet", "+model.widht=8"], "model.widht is not an option of model 'horesnet'"),
+    (["dataset=mitbih", "dataset.test_fraction=1.5"], "dataset.test_fraction=1.5 is not allowed"),
+    (["dataset=mitbih", "dataset.split=patient"], "dataset.split='patient' is not allowed"),
+    (["dataset=sine", "model=lstm", "dataset.dt=0"], "dataset.dt=0 is not allowed"),
+    (["+dataset.flipp=true"], "dataset.flipp is not read by dataset 'digits'"),
+    (["scheduler.milestones=[10,5]"], "scheduler.milestones=[10, 5] is not allowed; expected an increasing list"),
+    (["trainer.gradient_clip_val=-1"], "trainer.gradient_clip_val=-1 is not allowed"),
+    (["model=lm_resnet", "scheme=rk4"], "scheme is set but model=lm_resnet does not read it"),
+    (["model=lstm", "dataset=sine", "alpha=0.3"], "alpha is set but model=lstm does not read it"),
 ]
 
 

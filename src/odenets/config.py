@@ -11,13 +11,31 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
 
-CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
+_CHECKOUT = Path(__file__).resolve().parents[2]  # the repository, when running from a source checkout
+
+
+def _conf_dir() -> Path:
+    """conf/ of the checkout (editable install, PYTHONPATH=src), else the configs installed with the package."""
+    checkout = _CHECKOUT / "conf"
+    return checkout if (checkout / "config.yaml").is_file() else Path(__file__).resolve().parent / "conf"
+
+
+CONF_DIR = _conf_dir()
+
+
+def project_root() -> Path:
+    """Where `data/` and `outputs/` live by default: the checkout; for an installed package, $ODENETS_HOME or
+    the current directory (never site-packages)."""
+    if CONF_DIR == _CHECKOUT / "conf":
+        return _CHECKOUT
+    return Path(os.environ.get("ODENETS_HOME") or os.getcwd()).resolve()
 
 # Keys that do not change what is computed.
 NON_DEFINING = {
@@ -115,7 +133,7 @@ def register_resolvers() -> None:
         "run_name": lambda *, _root_: run_name(_root_),
         "run_id": lambda *, _root_: fingerprint(_root_)[:16],
         "epoch_fractions": _epoch_fractions,
-        "project_root": lambda: str(CONF_DIR.parent),
+        "project_root": lambda: str(project_root()),
         "capped": lambda n, cap: n if cap is None else min(int(n), int(cap)),
     }
     for name, fn in resolvers.items():
@@ -134,7 +152,7 @@ def compose(overrides: list[str] | tuple[str, ...] = (), output_dir: str | Path 
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         cfg = hydra_compose("config", overrides=list(overrides), return_hydra_config=True)
-    root = Path(__file__).resolve().parents[2]
+    root = project_root()
     with open_dict(cfg):
         cfg.hydra.runtime.cwd = str(root)
         cfg.hydra.runtime.output_dir = str(output_dir or root / "outputs" / "compose")

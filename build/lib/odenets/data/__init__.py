@@ -1,0 +1,45 @@
+"""Data module registry: `conf/dataset/<file>.yaml` names one of these by its `name` key."""
+
+from __future__ import annotations
+
+import inspect
+
+from odenets.config import to_kwargs
+from odenets.data.base import TensorDataModule
+from odenets.data.ecg import MITBIHCSVDataModule, MITBIHDataModule
+from odenets.data.sine import SineDataModule
+from odenets.data.vision import VisionDataModule
+from odenets.errors import ConfigError
+
+DATASETS: dict[str, type[TensorDataModule]] = {
+    name: VisionDataModule for name in ("digits", "mnist", "cifar10", "cifar100", "svhn")
+}
+DATASETS["mitbih"] = MITBIHDataModule
+DATASETS["mitbih_csv"] = MITBIHCSVDataModule
+DATASETS["sine"] = SineDataModule
+
+
+# Keys of a dataset node that the models read (through interpolations), not the data module.
+MODEL_KEYS = {"num_classes", "in_channels", "image_size"}
+
+
+def dataset_keys(name: str) -> list[str]:
+    """The keys a dataset node may hold: its data module's arguments (up the class chain) and `MODEL_KEYS`."""
+    keys = []
+    for cls in DATASETS[name].__mro__:
+        if "__init__" in vars(cls) and cls is not object:
+            keys += [p for p in inspect.signature(cls.__init__).parameters if p not in ("self", "kwargs", "options")]
+    return sorted(set(keys) | MODEL_KEYS)
+
+
+def build_datamodule(dataset_cfg, seed: int = 0) -> TensorDataModule:
+    """The data module a `conf/dataset/*.yaml` node describes; a key nothing reads is a one-line ConfigError."""
+    kwargs = to_kwargs(dataset_cfg)
+    name = kwargs["name"]
+    if name not in DATASETS:
+        raise ConfigError(f"unknown dataset {name!r}; valid datasets: {', '.join(sorted(DATASETS))}")
+    unknown = sorted(set(kwargs) - set(dataset_keys(name)) - {"seed"})
+    if unknown:
+        raise ConfigError(f"dataset.{unknown[0]} is not read by dataset {name!r}; "
+                          f"its keys: {', '.join(dataset_keys(name))}")
+    return DATASETS[name](seed=seed, **kwargs)

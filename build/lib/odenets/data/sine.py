@@ -1,0 +1,70 @@
+"""The sine-wave generation task (HeunNet Sec. 6.3, Fig. 7-8).
+
+The wave y(t) = sin(t) is sampled every `dt` on [0, length_pi * pi] (16 pi: eight periods) and
+split in time: the first `train_fraction` of the samples train, the rest test.
+
+- Training: next-value prediction. An input is `window` consecutive samples, its target the
+  sample that follows; every window whose target lies in the training part is used.
+- `test/mse`: the same one-step prediction for the targets in the test part (true inputs).
+- Generation: from the seed window (the `window` samples just before the test part) the model
+  runs free, each prediction appended to its input window, for `horizon` steps (default: to the
+  end of the wave; a longer horizon continues the true sine beyond it).
+- Accuracy, which the paper reports without a definition, is ours: the fraction of generated
+  points within `tolerance` of the true wave, mean_k [ |y^_k - sin(t_k)| <= tolerance ], with
+  the tolerance in units of the wave's amplitude (1). `gen_mse` is the mean squared error of
+  the same points.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from odenets.data.base import Split, TensorDataModule
+from odenets.errors import ConfigError
+
+
+class SineDataModule(TensorDataModule):
+    task = "forecast"
+
+    def __init__(self, name: str = "sine", length_pi: float = 16.0, dt: float = 0.1, window: int = 50,
+                 horizon: int | None = None, train_fraction: float = 0.5, tolerance: float = 0.1, **kwargs) -> None:
+        super().__init__(name, **kwargs)
+        if not (dt > 0 and length_pi > 0):
+            raise ConfigError(f"dataset.dt={dt}, dataset.length_pi={length_pi}: both must be > 0")
+        if not 0 < train_fraction < 1:
+            raise ConfigError(f"dataset.train_fraction={train_fraction} must be in (0, 1)")
+        if not tolerance > 0:
+            raise ConfigError(f"dataset.tolerance={tolerance} must be > 0")
+        self.dt, self.window, self.tolerance = float(dt), int(window), float(tolerance)
+        self.n_samples = math.floor(length_pi * math.pi / dt + 1e-9) + 1
+        self.n_train = round(train_fraction * self.n_samples)
+        if not 1 <= self.window < self.n_train < self.n_samples:
+            raise ConfigError(f"dataset.window={window}: need 1 <= window < {self.n_train} training samples "
+                              f"(of {self.n_samples} at dt={dt}); lower the window or raise train_fraction")
+        self.horizon = self.n_samples - self.n_train if horizon is None else int(horizon)
+        if self.horizon < 1:
+            raise ConfigError(f"dataset.horizon={horizon} must be >= 1 (generated points)")
+
+    def times(self, start: int, stop: int) -> torch.Tensor:
+        return torch.arange(start, stop, dtype=torch.float64) * self.dt
+
+    def wave(self, start: int, stop: int) -> torch.Tensor:
+        """Samples start..stop-1 of the wave, float32."""
+        return torch.sin(self.times(start, stop)).float()
+
+    def _windows(self, first_target: int, stop: int) -> Split:
+        """Windows of `window` samples whose next-value targets are samples first_target..stop-1."""
+        values = self.wave(first_target - self.window, stop)
+        x = values.unfold(0, self.window, 1)[:-1]
+        return Split(x.contiguous(), values[self.window:])
+
+    def load(self) -> tuple[Split, Split]:
+        return self._windows(self.window, self.n_train), self._windows(self.n_train, self.n_samples)
+
+    def task_kwargs(self) -> dict:
+        """The free run: seed window, true continuation, their times, and the accuracy tolerance."""
+        start, stop = self.n_train - self.window, self.n_train + self.horizon
+        return {"seed_window": self.wave(start, self.n_train), "target": self.wave(self.n_train, stop),
+                "times": self.times(start, stop).float(), "tolerance": self.tolerance}

@@ -1,0 +1,43 @@
+"""Figures of the three papers, drawn from stored results only (result.json histories, .npz arrays).
+
+One module per figure family: `ode_demos` (HeunNet Fig. 1, HO-ResNet Fig. 3), `landscape` (HO-ResNet
+Figs. 4 and 8), `curves` (HO-ResNet Figs. 10-13, HeunNet Figs. 4-8), `lr_robustness` (HO-ResNet
+Fig. 9); `runs` reads and groups run records. Figures are built as `matplotlib.figure.Figure`
+objects (no pyplot state; PNG is rendered by Agg) and written by `save`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+from matplotlib.figure import Figure
+
+PUBLISHED_DIR = Path(__file__).resolve().parents[1] / "published"
+
+SCHEME_ORDER = ("euler", "midpoint", "heun", "ralston", "rk3", "rk4", "rk4_38", "dopri5", "rk8")
+SCHEME_LABELS = {"euler": "Euler", "midpoint": "Midpoint", "heun": "Heun", "rk4": "RK-4", "rk8": "RK-8"}
+
+
+def scheme_label(name: str) -> str:
+    return SCHEME_LABELS.get(name, name)
+
+
+def scheme_rank(name: str) -> int:
+    """Position in the papers' order (lower order first); unknown schemes last."""
+    return SCHEME_ORDER.index(name) if name in SCHEME_ORDER else len(SCHEME_ORDER)
+
+
+def load_published(name: str) -> dict:
+    """A published table (`src/odenets/published/<name>.yaml`): paper, table, title, source, rows."""
+    return yaml.safe_load((PUBLISHED_DIR / f"{name}.yaml").read_text())
+
+
+def save(fig: Figure, out_dir: str | Path, name: str) -> list[Path]:
+    """Write `name`.png (150 dpi) and `name`.pdf under `out_dir`; returns both paths."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = [out_dir / f"{name}.{ext}" for ext in ("png", "pdf")]
+    for path in paths:
+        fig.savefig(path, dpi=150, bbox_inches="tight")
+    return paths

@@ -1,0 +1,168 @@
+"""Training curves from result.json histories, time to an accuracy, and generated sine waves.
+
+- HO-ResNet Figs. 10-12: train/test accuracy and loss per scheme against epochs (2 x 2 panels:
+  training on top, testing below, as Fig. 12).
+- HO-ResNet Fig. 13 / Table 4: wall-clock training time to reach 0.80 and 0.85 training accuracy
+  (`time_to_accuracy`), and its ratio to Euler's (the paper's "ratio of time cost": Euler's time
+  over the scheme's, so larger is faster).
+- HeunNet Figs. 4-7: loss and accuracy per model against iterations (= epochs), train solid, test
+  dashed; Fig. 8: the free-running generated sine wave of each model's last epoch.
+
+Runs of one label (several seeds) are drawn as their mean with a +-1 std band over the epochs all of
+them reached; a run that diverged is marked in the legend.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
+
+from odenets.figures import load_published
+from odenets.figures.runs import by_label, run_label, scheme_key
+from odenets.results import get
+
+HORESNET_PANELS = (("train accuracy", ("train/acc",)), ("train loss", ("train/loss",)),
+                   ("test accuracy", ("test/acc",)), ("test loss", ("test/loss",)))
+HEUNNET_PANELS = (("loss", ("train/loss", "test/loss")), ("accuracy", ("train/acc", "test/acc")))
+SINE_PANELS = (("loss (one-step MSE)", ("train/loss", "test/loss")),)
+LINESTYLES = {"train": "-", "test": "--"}
+THRESHOLDS = (0.80, 0.85)
+
+
+def mean_std(runs: Sequence[dict], key: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(epochs, mean, std) of `key` over the runs, on the epochs every run reached."""
+    length = min(len(run["history"]) for run in runs)
+    values = np.array([[entry.get(key, np.nan) for entry in run["history"][:length]] for run in runs], dtype=float)
+    epochs = np.array([entry["epoch"] for entry in runs[0]["history"][:length]])
+    return epochs, values.mean(axis=0), values.std(axis=0)
+
+
+def legend_label(label: str, runs: Sequence[dict]) -> str:
+    seeds = f", {len(runs)} seeds" if len(runs) > 1 else ""
+    diverged = sum(run["status"] == "diverged" for run in runs)
+    return label + seeds + (f" ({diverged} diverged)" if diverged else "")
+
+
+def plot_curves(runs: Sequence[dict], panels=HORESNET_PANELS, ncols: int = 2, title: str = "") -> Figure:
+    """One panel per (title, metric keys); one colour per run label, line style by split."""
+    nrows = math.ceil(len(panels) / ncols)
+    fig = Figure(figsize=(5 * ncols, 3.6 * nrows), layout="constrained")
+    axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
+    groups = by_label([run for run in runs if run.get("history")])
+    for ax, (panel_title, keys) in zip(axes, panels, strict=False):
+        for i, (label, group) in enumerate(groups.items()):
+            for key in keys:
+                epochs, mean, std = mean_std(group, key)
+                name = legend_label(label, group) if key == keys[0] else None
+                ax.plot(epochs, mean, LINESTYLES[key.split("/")[0]], color=f"C{i % 10}", lw=1.3, label=name)
+                if len(group) > 1:
+                    ax.fill_between(epochs, mean - std, mean + std, color=f"C{i % 10}", alpha=0.2, lw=0)
+        split = " (solid: train, dashed: test)" if len(keys) > 1 else ""
+        ax.set(title=panel_title + split, xlabel="epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    for ax in axes[len(panels):]:
+        ax.set_visible(False)
+    fig.suptitle(title)
+    return fig
+
+
+def time_to_accuracy(history: Sequence[dict], threshold: float, key: str = "train/acc") -> float | None:
+    """Training seconds (`time/train_s`) until `key` first reaches `threshold`, or None if it never does.
+
+    History entries are per epoch: the epoch's mean accuracy, stamped at the epoch's end with the
+    cumulative training time (validation excluded). Within the epoch where the threshold is crossed,
+    accuracy is taken as linear in time between the previous epoch's end and this one's; before the
+    first epoch the point is (0 s, accuracy 0).
+    """
+    prev_t, prev_acc = 0.0, 0.0
+    for entry in history:
+        t, acc = entry.get("time/train_s"), entry.get(key)
+        if t is None or acc is None or not (math.isfinite(t) and math.isfinite(acc)):
+            continue
+        if acc >= threshold:
+            return prev_t + (threshold - prev_acc) / (acc - prev_acc) * (t - prev_t)
+        prev_t, prev_acc = t, acc
+    return None
+
+
+def published_speedups() -> dict[str, dict]:
+    """conf/scheme name -> HO-ResNet Table 4's published row (speedup_080, speedup_085, ...)."""
+    rows = load_published("horesnet_table4")["rows"]
+    scheme_of = lambda row: next(o.split("=", 1)[1] for o in row["overrides"] if o.startswith("scheme="))
+    return {scheme_of(row): row["published"] for row in rows}
+
+
+def time_to_accuracy_rows(runs: Sequence[dict], thresholds: Sequence[float] = THRESHOLDS) -> list[dict]:
+    """Per label: mean seconds to each threshold over the runs that reached it, and Euler's time over it."""
+    rows = []
+    for label, group in by_label(runs).items():
+        times = {}
+        for threshold in thresholds:
+            reached = [t for run in group if (t := time_to_accuracy(run["history"], threshold)) is not None]
+            times[threshold] = float(np.mean(reached)) if reached else None
+        rows.append({"label": label, "scheme": scheme_key(group[0]["config"]), "runs": len(group), "seconds": times})
+    euler = next((row["seconds"] for row in rows if row["scheme"] == "euler"), {})
+    for row in rows:
+        row["speedup"] = {th: euler[th] / t if t and euler.get(th) else None for th, t in row["seconds"].items()}
+    return rows
+
+
+def plot_time_to_accuracy(runs: Sequence[dict], thresholds: Sequence[float] = THRESHOLDS, title: str = "") -> Figure:
+    """Bars of training time to each threshold per scheme, annotated with ours/paper speed-up over Euler."""
+    rows, paper = time_to_accuracy_rows(runs, thresholds), published_speedups()
+    fig = Figure(figsize=(max(6.0, 1.6 * len(rows)), 4), layout="constrained")
+    ax = fig.subplots()
+    width = 0.8 / len(thresholds)
+    for i, threshold in enumerate(thresholds):
+        xs = np.arange(len(rows)) + (i - (len(thresholds) - 1) / 2) * width
+        heights = [row["seconds"][threshold] or 0.0 for row in rows]
+        bars = ax.bar(xs, heights, width, label=f"to {threshold:.2f} train accuracy")
+        for bar, row in zip(bars, rows, strict=True):
+            ours = row["speedup"][threshold]
+            pub = paper.get(row["scheme"], {}).get(f"speedup_{round(threshold * 100):03d}")
+            text = ("not reached" if row["seconds"][threshold] is None
+                    else f"{ours:.2f}x" if ours else "")
+            text += f"\npaper {pub:g}x" if pub is not None else ""
+            ax.annotate(text, (bar.get_x() + bar.get_width() / 2, bar.get_height()), ha="center", va="bottom",
+                        fontsize=7, xytext=(0, 2), textcoords="offset points")
+    ax.set_xticks(np.arange(len(rows)), [row["label"] for row in rows])
+    ax.set(ylabel="training time (s)", title=title)
+    ax.margins(y=0.25)
+    ax.legend(fontsize=8)
+    return fig
+
+
+def latest_generated(run_dir: str | Path) -> dict[str, np.ndarray] | None:
+    """The last epoch's free run saved by the forecast task (`generated/epoch_NNN.npz`: times, seed,
+    target, generated), or None."""
+    files = sorted(Path(run_dir, "generated").glob("epoch_*.npz"))
+    if not files:
+        return None
+    with np.load(files[-1]) as z:
+        return {k: z[k] for k in z.files} | {"epoch": int(files[-1].stem.split("_")[1])}
+
+
+def plot_generated_waves(runs: Sequence[dict], title: str = "") -> Figure:
+    """One panel per model: the true wave (seed window, then the continuation) and the generated one."""
+    ordered = [run for group in by_label(runs).values() for run in group]
+    waves = [(run, wave) for run in ordered if (wave := latest_generated(run["run_dir"])) is not None]
+    fig = Figure(figsize=(9, 2.2 * len(waves)), layout="constrained")
+    for ax, (run, wave) in zip(fig.subplots(len(waves), 1, squeeze=False)[:, 0], waves, strict=True):
+        times, n_seed = wave["times"], len(wave["seed"])
+        ax.plot(times, np.concatenate([wave["seed"], wave["target"]]), color="k", lw=1, label="sin(t)")
+        ax.plot(times[n_seed:], wave["generated"], color="C3", lw=1.3, label="generated")
+        ax.axvline(times[n_seed], color="grey", ls=":", lw=1)
+        acc = get(run, "metrics.final.test/gen_acc")
+        acc_text = "" if acc is None else f", free-run accuracy {100 * acc:.1f}%"
+        ax.set_title(f"{run_label(run['config'])} (epoch {wave['epoch']}{acc_text})", fontsize=9)
+        ax.legend(fontsize=7, loc="upper right")
+    fig.supxlabel("t")
+    fig.suptitle(title)
+    return fig

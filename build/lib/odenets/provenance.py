@@ -1,0 +1,155 @@
+"""Where a number comes from: the code, packages, device and data behind a run (`result.json`).
+
+* `code`: the git commit of the checkout the package runs from (None for an installed wheel),
+  whether its tracked files differed from that commit (`dirty`) and a digest of that difference,
+  plus `modules`: a digest of every odenets module the run imported. A module's digest is taken
+  from its syntax tree without docstrings, so comments and docstrings do not count as a change.
+* `packages`: versions of the libraries that can change results; `device`: CPU model and cores, or
+  GPU names; `data`: dataset, split sizes and a digest of the arrays trained and tested on.
+
+A stored result is *stale* when the code it ran has changed since: some module it imported now has
+another digest, or is gone (`stale_modules`). Tables leave stale cells out unless asked
+(`scripts/tables.py --allow-stale`), and mark them when they show them.
+"""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import os
+import platform
+import subprocess
+import sys
+from functools import cache
+from importlib import metadata
+from pathlib import Path
+
+import torch
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+PACKAGES = ("torch", "torchvision", "lightning", "hydra-core", "torchdiffeq", "wfdb", "numpy")
+
+
+# --------------------------------------------------------------------------- code
+def _git(*args: str) -> str | None:
+    try:
+        out = subprocess.run(["git", "-C", str(PACKAGE_DIR), *args], capture_output=True, text=True, timeout=20)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return out.stdout if out.returncode == 0 else None
+
+
+def code_version() -> dict:
+    """The commit, dirty flag and a digest of the uncommitted difference (tracked files)."""
+    commit = _git("rev-parse", "HEAD")
+    if commit is None:
+        return {"commit": None, "dirty": None, "diff_sha256": None}
+    diff = _git("diff", "HEAD") or ""
+    return {"commit": commit.strip(), "dirty": bool(diff),
+            "diff_sha256": hashlib.sha256(diff.encode()).hexdigest() if diff else None}
+
+
+def _without_docstrings(tree: ast.AST) -> ast.AST:
+    for node in ast.walk(tree):
+        body = getattr(node, "body", None)
+        if isinstance(body, list) and body and isinstance(body[0], ast.Expr) \
+                and isinstance(body[0].value, ast.Constant) and isinstance(body[0].value.value, str):
+            node.body = body[1:] or [ast.Pass()]
+    return tree
+
+
+@cache
+def _digest_cached(path: str, mtime_ns: int, size: int) -> str:
+    tree = _without_docstrings(ast.parse(Path(path).read_text()))
+    return hashlib.sha256(ast.dump(tree).encode()).hexdigest()[:16]
+
+
+def module_digest(path: str | Path) -> str | None:
+    """Digest of a module's code (docstrings and comments excluded); None if the file is gone."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return _digest_cached(str(path), st.st_mtime_ns, st.st_size)
+
+
+def module_path(name: str) -> Path:
+    """The source file of odenets module `name` in this installation."""
+    parts = name.split(".")[1:]
+    base = PACKAGE_DIR.joinpath(*parts)
+    return base / "__init__.py" if base.is_dir() else base.with_suffix(".py")
+
+
+def imported_modules() -> dict[str, str]:
+    """Digest of every odenets module imported by this process, by module name."""
+    out = {}
+    for name, module in sorted(sys.modules.items()):
+        file = getattr(module, "__file__", None)
+        if (name == "odenets" or name.startswith("odenets.")) and file and Path(file).suffix == ".py":
+            digest = module_digest(file)
+            if digest:
+                out[name] = digest
+    return out
+
+
+def stale_modules(record: dict) -> list[str]:
+    """Modules the run imported whose code differs now (or that are gone); [] for a current run.
+
+    A record without module digests (written before they were recorded) counts as stale."""
+    modules = (record.get("code") or {}).get("modules")
+    if not modules:
+        return ["(no code digests recorded)"]
+    return [name for name, digest in modules.items() if module_digest(module_path(name)) != digest]
+
+
+# --------------------------------------------------------------------------- packages, device, data
+def package_versions() -> dict[str, str | None]:
+    versions = {"python": platform.python_version()}
+    for name in PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    return versions
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def device(accelerator: str) -> dict:
+    """The hardware a run used: GPU names and count for a GPU run, else the CPU model and cores."""
+    info = {"host": platform.node(), "cpu": _cpu_model(), "cpu_cores": os.cpu_count(),
+            "torch_threads": torch.get_num_threads()}
+    if accelerator in ("gpu", "cuda") and torch.cuda.is_available():
+        info["gpus"] = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+    return info
+
+
+def tensor_digest(*tensors: torch.Tensor) -> str:
+    """SHA-256 (first 16 hex digits) of the tensors' values, dtypes and shapes."""
+    h = hashlib.sha256()
+    for t in tensors:
+        t = t.detach().cpu().contiguous()
+        h.update(f"{t.dtype}{tuple(t.shape)}".encode())
+        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()[:16]
+
+
+def data_identity(datamodule) -> dict:
+    """Dataset name, sizes of the splits trained and tested on, and a digest of their arrays."""
+    train, test = datamodule.train, datamodule.test
+    return {"dataset": datamodule.name, "train_samples": len(train), "test_samples": len(test),
+            "sha256": tensor_digest(train.x, train.y, test.x, test.y)}
+
+
+def provenance(accelerator: str) -> dict:
+    """Code, packages and device, at the end of a run (so every module it imported is counted)."""
+    return {"code": {**code_version(), "modules": imported_modules()}, "packages": package_versions(),
+            "device": device(accelerator)}

@@ -1,0 +1,98 @@
+"""Run records: `result.json`, written atomically, read back, and compared.
+
+`result.json` is what every table and figure is built from. Keys: `config` (resolved),
+`fingerprint`, `run_name`, `overrides` (as typed), `status` (completed | diverged | failed | running),
+`params`, `metrics` (`final`, `best` over epochs, `higher_is_better` per metric, and what the task
+adds, e.g. the confusion matrix), `epochs`, `wall_time_s`, `history` (one entry per epoch: metrics,
+learning rate, cumulative training seconds), `diverged_at_step`, `error`, timestamps, and the
+provenance: `code`, `packages`, `device`, `data` (`odenets.provenance`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from omegaconf import OmegaConf
+
+from odenets.config import defining_config
+from odenets.fileio import atomic_open
+
+RESULT_FILE = "result.json"
+
+
+def read_result(run_dir: str | Path) -> dict | None:
+    """The run's result.json, or None if absent or unreadable."""
+    try:
+        return json.loads((Path(run_dir) / RESULT_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def write_result(run_dir: str | Path, record: dict[str, Any]) -> None:
+    with atomic_open(Path(run_dir) / RESULT_FILE) as f:
+        f.write(json.dumps(record, indent=1, default=_jsonable) + "\n")
+
+
+def _jsonable(x: Any) -> Any:
+    if hasattr(x, "tolist"):  # tensors and numpy arrays
+        return x.tolist()
+    return str(x)
+
+
+def load_runs(*roots: str | Path) -> list[dict]:
+    """Every readable result.json under `roots` (any depth) with a config, each with `run_dir` added."""
+    runs = []
+    for root in roots:
+        for path in sorted(Path(root).rglob(RESULT_FILE)):
+            record = read_result(path.parent)
+            if record and isinstance(record.get("config"), dict):
+                runs.append({**record, "run_dir": str(path.parent)})
+    return runs
+
+
+def get(config: dict, dotted: str, default=None):
+    """config["a"]["b"] for "a.b", or `default` where a key is missing."""
+    node = config
+    for key in dotted.split("."):
+        if not isinstance(node, dict) or key not in node:
+            return default
+        node = node[key]
+    return node
+
+
+def _without(node: dict, dotted: str) -> None:
+    head, _, rest = dotted.partition(".")
+    if rest and isinstance(node.get(head), dict):
+        _without(node[head], rest)
+    elif not rest:
+        node.pop(head, None)
+
+
+def comparison_key(config: dict, varied=()) -> str:
+    """A hash of the defining config without the seed and the `varied` keys: equal for runs that one
+    table cell or one figure compares (seeds are averaged over, never a reason to split)."""
+    defining = defining_config(OmegaConf.create(config))
+    for key in ("seed", *varied):
+        _without(defining, key)
+    return hashlib.sha256(json.dumps(defining, sort_keys=True, default=str).encode()).hexdigest()[:8]
+
+
+def best_of(history: list[dict], higher_is_better: dict[str, bool]) -> dict[str, float]:
+    """Best value of every metric over epochs, in the direction its task declares (lower where undeclared)."""
+    best: dict[str, float] = {}
+    for entry in history:
+        for key, value in entry.items():
+            if "/" not in key or key.startswith("time/") or value is None:
+                continue
+            higher = higher_is_better.get(key, False)
+            if key not in best or (value > best[key] if higher else value < best[key]):
+                best[key] = value
+    return best
+
+
+def now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")

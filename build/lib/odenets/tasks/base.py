@@ -1,0 +1,93 @@
+"""The LightningModule base: optimiser and schedule from the config, divergence detection.
+
+Subclasses implement `step(batch, stage)` (returning the loss), update their torchmetrics in
+`self.metrics` (keys `<stage>_<name>`, e.g. `train_acc`), and declare the metric that selects the
+best checkpoint (`monitor`, `mode`). Metrics are updated every step but computed and logged once
+per epoch, as `<stage>/<name>`, after the epoch's evaluation: logging a metric every step costs
+Lightning about a millisecond each. They are kept in checkpoints, so a run resumed mid-epoch keeps
+the epoch's tallies. Which way is better for each logged metric comes from the metric itself
+(torchmetrics' `higher_is_better`; losses and means: lower), so `result.json` picks the best epoch
+without rules by name. Image batches take the net's memory format: channels_last when
+`odenets.training.build` converted the net for `channels_last=true`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import lightning as L
+import torch
+from torch import Tensor, nn
+from torchmetrics import Metric
+
+
+class Task(L.LightningModule):
+    monitor = "test/loss"
+    mode = "min"
+
+    def __init__(self, net: nn.Module, optimizer: Callable | None = None, scheduler: Callable | None = None) -> None:
+        super().__init__()
+        self.net = net
+        self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
+        self.diverged_at: int | None = None  # global step of the first non-finite loss
+        self.channels_last = is_channels_last(net)
+        self.metrics = nn.ModuleDict()
+
+    def add_metric(self, stage: str, name: str, metric: Metric) -> Metric:
+        metric.persistent(True)
+        self.metrics[f"{stage}_{name}"] = metric
+        return metric
+
+    def higher_is_better(self) -> dict[str, bool]:
+        """Direction of every metric this task logs, by logged key (`<stage>/<name>`)."""
+        return {key.replace("_", "/", 1): bool(metric.higher_is_better) for key, metric in self.metrics.items()}
+
+    def summary(self) -> dict:
+        """What `result.json`'s `metrics` holds besides per-epoch scalars (e.g. a confusion matrix)."""
+        return {}
+
+    def on_validation_epoch_end(self) -> None:
+        """Log every metric of the epoch (training and evaluation), then start the next epoch's tallies."""
+        for key, metric in self.metrics.items():
+            if metric.update_called and not self.trainer.sanity_checking:
+                self.log(key.replace("_", "/", 1), metric.compute(), prog_bar=key == "test_acc")
+            metric.reset()
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.channels_last and x.dim() == 4:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return self.net(x)
+
+    def step(self, batch, stage: str) -> Tensor:
+        raise NotImplementedError
+
+    def training_step(self, batch, batch_idx: int) -> Tensor | None:
+        loss = self.step(batch, "train")
+        if self._non_finite(loss):  # a NaN/inf loss ends the run as `diverged`, on every rank at once
+            self.diverged_at = self.global_step
+            self.trainer.should_stop = True
+            return None
+        return loss
+
+    def _non_finite(self, loss: Tensor) -> bool:
+        bad = not bool(torch.isfinite(loss.detach()))
+        if self.trainer.world_size > 1:
+            bad = self.trainer.strategy.reduce_boolean_decision(bad, all=False)
+        return bad
+
+    def validation_step(self, batch, batch_idx: int) -> None:
+        self.step(batch, "test")
+
+    test_step = validation_step
+
+    def configure_optimizers(self):
+        optimizer = (self.optimizer_factory or torch.optim.SGD)(params=self.parameters())
+        if self.scheduler_factory is None:
+            return optimizer
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": self.scheduler_factory(optimizer=optimizer)}}
+
+
+def is_channels_last(net: nn.Module) -> bool:
+    """Whether `net` was converted with `.to(memory_format=torch.channels_last)`: its 4-d weights say so."""
+    return any(p.dim() == 4 and not p.is_contiguous() and p.is_contiguous(memory_format=torch.channels_last)
+               for p in net.parameters())

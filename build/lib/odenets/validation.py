@@ -1,0 +1,133 @@
+"""Checks on every user-facing config key, run before any work starts.
+
+Each rule names a key, what is allowed and a predicate; the first violation becomes one
+`ConfigError` line naming the key, the value and what is allowed. Structural checks that need
+the code (scheme tableaus, depth for a scheme) are done by the code that owns them, also before
+any data is touched: `scheme_from_config` and the model constructors raise `ConfigError` too.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from odenets.config import OPTIONAL_KEYS, unused_keys
+from odenets.errors import ConfigError
+from odenets.schemes import scheme_from_config
+
+_ABSENT = object()
+PRECISIONS = ("32-true", "32", "64-true", "64", "16-mixed", "bf16-mixed", "bf16-true", "16-true", "transformer-engine")
+
+
+def _int(lo: int, hi: float = float("inf")) -> Callable[[Any], bool]:
+    return lambda v: isinstance(v, int) and not isinstance(v, bool) and lo <= v <= hi
+
+
+def _number(check: Callable[[float], bool]) -> Callable[[Any], bool]:
+    return lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and check(v)
+
+
+def _optional(rule: Callable[[Any], bool]) -> Callable[[Any], bool]:
+    return lambda v: v is None or rule(v)
+
+
+def _one_of(*choices: str) -> Callable[[Any], bool]:
+    return lambda v: v in choices
+
+
+_bool = lambda v: isinstance(v, bool)
+
+# key -> (predicate, what is allowed)
+RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "seed": (_int(0), "an integer >= 0"),
+    "epochs": (_int(1), "an integer >= 1"),
+    "depth": (_int(1), "a positive integer (weight layers)"),
+    "alpha": (_number(lambda v: 0 <= v <= 1), "a number in [0, 1] (HeunNet Sec. 5)"),
+    "precision": (lambda v: str(v) in PRECISIONS, "one of " + ", ".join(PRECISIONS)),
+    "compile": (_bool, "true or false"),
+    "channels_last": (_bool, "true or false"),
+    "checkpoint": (_bool, "true or false"),
+    "activation_checkpointing": (_bool, "true or false"),
+    "force": (_bool, "true or false"),
+    "checkpoint_every_n_steps": (_optional(_int(0)), "an integer >= 0 (0 or null: only at epoch ends)"),
+    "dataset.batch_size": (_int(1), "an integer >= 1"),
+    "dataset.eval_batch_size": (_int(1), "an integer >= 1"),
+    "dataset.subset": (_optional(_int(1)), "null or an integer >= 1"),
+    "dataset.test_subset": (_optional(_int(1)), "null or an integer >= 1"),
+    "dataset.num_workers": (_int(0), "an integer >= 0"),
+    "dataset.crop_padding": (_int(0), "an integer >= 0 (pixels)"),
+    "dataset.flip": (_bool, "true or false"),
+    "dataset.autoaugment": (_bool, "true or false"),
+    "dataset.pipeline": (_one_of("tensor", "torchvision"), "tensor or torchvision"),
+    "model.width": (_int(1), "an integer >= 1"),
+    "model.stage_weights": (_one_of("separate", "shared"), "separate or shared"),
+    "optimizer.lr": (_number(lambda v: v > 0), "a number > 0"),
+    "optimizer.momentum": (_number(lambda v: 0 <= v < 1), "a number in [0, 1)"),
+    "optimizer.weight_decay": (_number(lambda v: v >= 0), "a number >= 0"),
+    "scheduler.gamma": (_number(lambda v: 0 < v <= 1), "a number in (0, 1]"),
+    "trainer.max_epochs": (_int(1), "an integer >= 1"),
+    "trainer.accelerator": (_one_of("cpu", "gpu", "cuda", "mps", "auto"), "cpu, gpu, cuda, mps or auto"),
+}
+
+
+def _available_devices(accelerator: str) -> int:
+    if accelerator in ("gpu", "cuda"):
+        return torch.cuda.device_count()
+    return os.cpu_count() or 1
+
+
+def _set_keys(overrides) -> list[str]:
+    """Top-level keys the command line set (`scheme=rk4`, `+depth=1`, `scheme.learn_alpha=true`, ...)."""
+    keys = []
+    for override in overrides:
+        key = override.split("=", 1)[0].lstrip("+~").split("@", 1)[0]
+        keys.append(key.split(".", 1)[0].split("/", 1)[0])
+    return keys
+
+
+def validate_used(cfg: DictConfig, overrides=()) -> None:
+    """A top-level key the chosen model does not read (`scheme`, `depth`, `alpha`, `checkpoint`), set on the
+    command line, is bad input: it would change the run's name but not what it computes."""
+    unused = unused_keys(cfg)
+    for key in _set_keys(overrides):
+        if key in unused:
+            model = cfg.model.get("name", "?")
+            raise ConfigError(f"{key} is set but model={model} does not read it; remove it (keys {model} reads "
+                              f"from the top level: {', '.join(sorted(set(OPTIONAL_KEYS) - unused)) or 'none'})")
+
+
+def validate(cfg: DictConfig, overrides=()) -> None:
+    """Raise ConfigError for the first key whose value is not allowed, or that is set and not read."""
+    from odenets.data import DATASETS
+    from odenets.models import MODELS
+
+    for key, (allowed, description) in RULES.items():
+        value = OmegaConf.select(cfg, key, default=_ABSENT, throw_on_missing=False)
+        if value is not _ABSENT and not allowed(value):
+            raise ConfigError(f"{key}={value!r} is not allowed; expected {description}")
+    if cfg.dataset.name not in DATASETS:
+        raise ConfigError(f"dataset.name={cfg.dataset.name!r} is unknown; "
+                          f"valid datasets: {', '.join(sorted(DATASETS))}")
+    if cfg.model.name not in MODELS:
+        raise ConfigError(f"model.name={cfg.model.name!r} is unknown; valid models: {', '.join(sorted(MODELS))}")
+    _validate_devices(cfg.trainer)
+    validate_used(cfg, overrides)
+    if "scheme" not in unused_keys(cfg):
+        scheme_from_config(cfg.scheme)
+
+
+def _validate_devices(trainer: DictConfig) -> None:
+    accelerator, devices = str(trainer.get("accelerator", "cpu")), trainer.get("devices", 1)
+    if devices == "auto":
+        return
+    if not (isinstance(devices, int) and not isinstance(devices, bool) and devices >= 1):
+        raise ConfigError(f"trainer.devices={devices!r} is not allowed; expected an integer >= 1 or auto")
+    available = _available_devices(accelerator)
+    if devices > available:
+        what = "CUDA GPUs" if accelerator in ("gpu", "cuda") else "CPU cores"
+        raise ConfigError(f"trainer.devices={devices} but this machine has {available} {what}"
+                          + ("; use trainer=cpu" if available == 0 else f"; use trainer.devices<={available}"))
