@@ -7,6 +7,7 @@ ARGS   ?=
 BUDGET ?= paper
 LAUNCHER ?= basic
 SEEDS  ?= 0
+TABLES ?=
 
 LANDSCAPE_ARGS ?= --dataset cifar10
 
@@ -25,8 +26,8 @@ train: $(STAMP)  ## the default experiment (HO-ResNet-10 on the bundled digits);
 test: $(STAMP)  ## the whole test suite
 	$(PY) -m pytest
 
-reproduce-tables: $(STAMP)  ## run what is missing for every table and figure, then render them (BUDGET=paper|smoke)
-	$(PY) scripts/reproduce.py --budget $(BUDGET) --launcher $(LAUNCHER) --seeds $(SEEDS)
+reproduce-tables: $(STAMP)  ## run what is missing for every table and figure, then render them (BUDGET=paper|cpu|smoke, TABLES=a,b)
+	$(PY) scripts/reproduce.py --budget $(BUDGET) --launcher $(LAUNCHER) --seeds $(SEEDS) $(if $(TABLES),--tables $(TABLES))
 
 tables: $(STAMP)  ## render the tables and the report page from stored results only
 	$(PY) scripts/tables.py --budget $(BUDGET)

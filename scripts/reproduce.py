@@ -1,6 +1,7 @@
 """Run the sweeps behind every table and figure for a budget, then render figures, tables, report.
 
     python scripts/reproduce.py --budget smoke                      # every experiment, tiny (CPU)
+    python scripts/reproduce.py --budget cpu --tables heunnet_results   # real data, shortened, one table
     python scripts/reproduce.py --budget paper --launcher joblib    # the papers' recipes, in parallel
     python scripts/reproduce.py --budget paper --launcher slurm --seeds 0,1,2
     python scripts/reproduce.py --dry-run                           # print the multiruns only
@@ -14,27 +15,31 @@ import argparse
 import subprocess
 import sys
 
-from odenets.reproduce import plan, run
+from odenets.reproduce import BUDGETS, plan, run
 
 LANDSCAPES = ((18, "euler,midpoint,rk4"), (58, "euler,midpoint,rk4,rk8"))  # HO-ResNet Figs. 4 and 8
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--budget", default="paper", choices=["paper", "smoke"])
+    parser.add_argument("--budget", default="paper", choices=sorted(BUDGETS))
     parser.add_argument("--launcher", default="basic", choices=["basic", "joblib", "submitit_local", "slurm"])
-    parser.add_argument("--seeds", default="0", help="comma-separated seeds per table row (the papers: 3-5 runs)")
+    parser.add_argument("--seeds", default="0", help="comma-separated seeds per table row (the papers: 3-5 runs); "
+                                                     "rows that name their own seeds for the budget keep them")
+    parser.add_argument("--tables", default=None, help="comma-separated tables to reproduce (default: the budget's)")
     parser.add_argument("--dry-run", action="store_true", help="print the multiruns without running them")
     parser.add_argument("--no-figure-sweeps", action="store_true", help="only the tables' runs")
     args = parser.parse_args()
-    commands = plan(args.budget, [int(s) for s in args.seeds.split(",")], args.launcher,
-                    figures=not args.no_figure_sweeps)
+    tables = args.tables.split(",") if args.tables else None
+    commands = plan(args.budget, [int(s) for s in args.seeds.split(",")], args.launcher, tables,
+                    figures=not args.no_figure_sweeps and tables is None)
     failed = run(commands, args.dry_run)
     if args.dry_run:
         return
     small = ["--grid", "5", "--batch", "16", "--width", "8"] if args.budget == "smoke" else []
-    scripts = [["scripts/landscape.py", "--depth", str(depth), "--schemes", schemes, "--dataset", "cifar10", *small]
-               for depth, schemes in LANDSCAPES]
+    scripts = [] if args.budget == "cpu" else [  # the landscapes need CIFAR-10
+        ["scripts/landscape.py", "--depth", str(depth), "--schemes", schemes, "--dataset", "cifar10", *small]
+        for depth, schemes in LANDSCAPES]
     for script in [*scripts, ["scripts/figures.py"], ["scripts/tables.py", "--budget", args.budget]]:
         subprocess.run([sys.executable, *script], check=False)
     print(f"done: {failed} failed job(s) across the sweeps (their cells show the command to rerun)")

@@ -1,6 +1,11 @@
 """Render every paper table (Markdown, CSV, LaTeX) and the report page from stored results.
 
-    python scripts/tables.py [--budget paper|smoke] [--runs outputs/runs] [--out outputs/tables]
+    python scripts/tables.py [--budget paper|cpu|smoke] [--runs DIR ...] [--out outputs/tables] [--allow-stale]
+
+Runs are read from outputs/runs and from the committed results (src/odenets/reproduced) unless --runs
+names other folders. Runs whose code has changed since they ran (a module they imported now differs;
+docstrings and comments do not count) are stale: left out with a warning, or with --allow-stale shown
+and marked STALE.
 """
 
 from __future__ import annotations
@@ -9,13 +14,15 @@ import argparse
 from pathlib import Path
 
 from odenets.report import write_report
+from odenets.results import RUN_ROOTS
 from odenets.tables import RESULT_TABLES, write_all
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--budget", default="paper", help="render the runs of this budget (paper, smoke)")
-    parser.add_argument("--runs", default="outputs/runs")
+    parser.add_argument("--runs", nargs="+", default=list(RUN_ROOTS), help="folders searched for run records")
+    parser.add_argument("--allow-stale", action="store_true", help="include (marked) runs of code that changed since")
     parser.add_argument("--out", default="outputs/tables")
     parser.add_argument("--figures", default="outputs/figures")
     parser.add_argument("--report", default="outputs/report/index.md")
@@ -24,7 +31,8 @@ def main() -> None:
     parser.add_argument("--no-memory", dest="memory", action="store_false",
                         help="skip measuring one-image inference memory (RKCNN Tables 2-3)")
     args = parser.parse_args()
-    tables = write_all(args.out, args.budget, args.runs, args.bench, tuple(args.tables.split(",")), args.memory)
+    tables = write_all(args.out, args.budget, tuple(args.runs), args.bench, tuple(args.tables.split(",")), args.memory,
+                       allow_stale=args.allow_stale)
     report = write_report(args.report, tables, args.figures, args.budget)
     print(f"tables in {Path(args.out)}/, report: {report}")
 

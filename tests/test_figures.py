@@ -31,6 +31,7 @@ from odenets.figures.landscape import (
 from odenets.figures.lr_robustness import cell_text, lr_outcomes, plot_lr_robustness
 from odenets.figures.runs import group_runs, provenance, run_label
 from odenets.models import create_model
+from odenets.provenance import imported_modules
 from odenets.results import best_of, load_runs, write_result
 
 
@@ -103,6 +104,7 @@ def write_run(runs_dir: Path, overrides: list[str], hist: list[dict], status: st
     best = best_of(hist, {"train/acc": True, "test/acc": True})
     write_result(run_dir, {"config": OmegaConf.to_container(cfg, resolve=True), "fingerprint": fingerprint(cfg),
                            "status": status, "params": 1, "metrics": {"final": final, "best": best},
+                           "code": {"commit": "0" * 40, "dirty": False, "modules": imported_modules()},
                            "epochs": len(hist), "wall_time_s": 1.0, "history": hist,
                            "diverged_at_step": 10 if status == "diverged" else None})
     return run_dir

@@ -30,7 +30,8 @@ def test_result_json_says_where_its_numbers_come_from(run_inprocess):
     assert len(code["commit"]) == 40 and isinstance(code["dirty"], bool)
     assert (code["diff_sha256"] is not None) == code["dirty"]
     assert {"odenets.blocks", "odenets.models.horesnet", "odenets.training"} <= set(code["modules"])
-    assert {"torch", "torchvision", "lightning", "hydra-core", "torchdiffeq", "wfdb", "numpy"} <= set(record["packages"])
+    libraries = {"torch", "torchvision", "lightning", "hydra-core", "torchdiffeq", "wfdb", "numpy"}
+    assert libraries <= set(record["packages"])
     assert record["device"]["cpu"] and record["device"]["cpu_cores"] >= 1
     data = record["data"]
     assert data["dataset"] == "digits" and (data["train_samples"], data["test_samples"]) == (64, 32)
@@ -72,8 +73,8 @@ def test_seeds_draw_independent_data_orders():
 
 
 def test_augmentation_is_a_function_of_seed_epoch_and_batch(tmp_path):
-    from odenets.data import build_datamodule
     from dataset_files import write_mnist
+    from odenets.data import build_datamodule
 
     write_mnist(tmp_path)
     draws = []

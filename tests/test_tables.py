@@ -11,8 +11,17 @@ from omegaconf import OmegaConf
 
 from conftest import cli, results_under
 from odenets.model_stats import compose_row, load_table
+from odenets.provenance import imported_modules
 from odenets.reproduce import Sweep, pack, plan, trained_rows
 from odenets.tables import MISSING, RunIndex, render, to_frame, to_latex, to_markdown, write_all
+
+
+def current_code() -> dict[str, str]:
+    """Module digests of today's code, as a run made now would record them."""
+    import odenets.models  # noqa: F401  (the modules a training run imports)
+    import odenets.training  # noqa: F401
+
+    return imported_modules()
 
 
 def fake_run(runs: Path, overrides: list[str], seed: int, acc: float, budget: str = "paper",
@@ -22,7 +31,9 @@ def fake_run(runs: Path, overrides: list[str], seed: int, acc: float, budget: st
     run_dir.mkdir(parents=True)
     record = {"config": OmegaConf.to_container(cfg, resolve=True), "status": status, "epochs": 2,
               "metrics": {"final": {"test/acc": acc - 0.01}, "best": {"test/acc": acc}},
-              "history": history or [{"epoch": 1, "time/train_s": 10.0, "train/acc": 0.5, "test/acc": acc}]}
+              "history": history or [{"epoch": 1, "time/train_s": 10.0, "train/acc": 0.5, "test/acc": acc}],
+              "code": {"commit": "0123456789abcdef", "dirty": False, "modules": current_code()},
+              "fingerprint": f"{overrides}{budget}{seed}{status}"}
     (run_dir / "result.json").write_text(json.dumps(record))
 
 
@@ -46,7 +57,8 @@ def test_cells_values_missing_cells_seeds_and_budgets(table4_runs):
     euler, midpoint, rk4 = rows["Euler"], rows["Midpoint"], rows["RK-4"]
     assert euler["accuracy"].ours == pytest.approx(92.71) and euler["accuracy"].diff == pytest.approx(0.0)
     assert midpoint["accuracy"].ours == pytest.approx(94.20)  # best of two seeds
-    assert "mean 94.10 ± 0.14 over 2 seeds" in midpoint["accuracy"].source
+    assert "mean 94.10 ± 0.14 (sample std, n=2)" in midpoint["accuracy"].source
+    assert "commit 0123456" in midpoint["accuracy"].source
     assert "paper" in midpoint["accuracy"].source
     # RK-4: only a smoke run and a diverged one: the paper-budget cell is missing and says how to fill it
     assert rk4["accuracy"].ours is None and rk4["accuracy"].command.endswith("scheme=rk4 depth=58 budget=paper")
@@ -70,7 +82,7 @@ def test_outputs_markdown_csv_latex(table4_runs, tmp_path):
 
 def test_write_all_and_report(table4_runs, tmp_path):
     out = tmp_path / "tables"
-    write_all(out, "paper", table4_runs, tmp_path / "no-bench.json", ("horesnet_table4", "horesnet_table2"),
+    write_all(out, "paper", (table4_runs,), tmp_path / "no-bench.json", ("horesnet_table4", "horesnet_table2"),
               log=lambda _: None)
     assert {p.name for p in out.iterdir()} >= {"horesnet_table4.md", "horesnet_table4.csv", "horesnet_table4.tex",
                                                "horesnet_table2.md", "tables.csv"}
@@ -82,7 +94,7 @@ def test_pack_rows_into_sweeps():
             ("experiment=x", "scheme=euler", "depth=18"), ("experiment=x", "scheme=rk4", "depth=18"),
             ("experiment=x", "scheme=rk4", "depth=26"), ("model.channels=[1,2]", "model=a"),
             ("model.channels=[3,4]", "model=a")]
-    sweeps = pack(rows)
+    sweeps = pack([(r, None) for r in rows])
     assert Sweep(("experiment=x", "scheme=euler"), "depth", ("10", "18")) in sweeps
     assert Sweep(("experiment=x", "scheme=rk4"), "depth", ("10", "18", "26")) in sweeps
     assert sum(s.key is None for s in sweeps) == 2  # list values are never swept with commas
@@ -91,7 +103,7 @@ def test_pack_rows_into_sweeps():
 
 
 def test_plan_covers_every_trained_row_once():
-    rows = trained_rows()
+    rows = [r for r, _ in trained_rows()]
     assert len(rows) == len(set(rows))
     assert ("experiment=horesnet/cifar10", "scheme=rk8_adaptive", "depth=58") in rows
     assert not any("model.method=dopri5" in " ".join(r) for r in rows)  # the IRK row is not trainable (paper)

@@ -22,6 +22,10 @@ from odenets.config import defining_config
 from odenets.fileio import atomic_open
 
 RESULT_FILE = "result.json"
+# Results a run of each budget produced on the kind of machine its README section names, committed
+# one JSON per run (`scripts/collect_results.py`): <budget>/<run_name>.json.
+REPRODUCED = Path(__file__).resolve().parent / "reproduced"
+RUN_ROOTS = ("outputs/runs", REPRODUCED)  # where tables and figures look for runs by default
 
 
 def read_result(run_dir: str | Path) -> dict | None:
@@ -44,13 +48,19 @@ def _jsonable(x: Any) -> Any:
 
 
 def load_runs(*roots: str | Path) -> list[dict]:
-    """Every readable result.json under `roots` (any depth) with a config, each with `run_dir` added."""
+    """Every readable run record under `roots` (any depth) with a config, each with `run_dir` added: the
+    `result.json` of run directories, and the committed `<run_name>.json` records of `REPRODUCED`."""
     runs = []
-    for root in roots:
-        for path in sorted(Path(root).rglob(RESULT_FILE)):
-            record = read_result(path.parent)
-            if record and isinstance(record.get("config"), dict):
-                runs.append({**record, "run_dir": str(path.parent)})
+    for root in map(Path, roots):
+        for path in sorted(root.rglob("*.json")):
+            if path.name != RESULT_FILE and not path.is_relative_to(REPRODUCED):
+                continue
+            try:
+                record = json.loads(path.read_text())
+            except (OSError, ValueError):
+                continue
+            if isinstance(record, dict) and isinstance(record.get("config"), dict):
+                runs.append({**record, "run_dir": str(path.parent if path.name == RESULT_FILE else path)})
     return runs
 
 

@@ -25,6 +25,7 @@ from matplotlib.ticker import MaxNLocator
 from odenets.figures import load_published
 from odenets.figures.runs import by_label, run_label, scheme_key
 from odenets.results import get
+from odenets.stats import band
 
 HORESNET_PANELS = (("train accuracy", ("train/acc",)), ("train loss", ("train/loss",)),
                    ("test accuracy", ("test/acc",)), ("test loss", ("test/loss",)))
@@ -35,11 +36,11 @@ THRESHOLDS = (0.80, 0.85)
 
 
 def mean_std(runs: Sequence[dict], key: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(epochs, mean, std) of `key` over the runs, on the epochs every run reached."""
+    """(epochs, mean, sample std) of `key` over the runs, on the epochs every run reached (`odenets.stats.band`)."""
     length = min(len(run["history"]) for run in runs)
     values = np.array([[entry.get(key, np.nan) for entry in run["history"][:length]] for run in runs], dtype=float)
     epochs = np.array([entry["epoch"] for entry in runs[0]["history"][:length]])
-    return epochs, values.mean(axis=0), values.std(axis=0)
+    return (epochs, *band(values))
 
 
 def legend_label(label: str, runs: Sequence[dict]) -> str:
