@@ -36,8 +36,7 @@ figures: $(STAMP)  ## every paper figure that has inputs (PNG + PDF in outputs/f
 	$(PY) scripts/figures.py
 
 landscapes: $(STAMP)  ## inputs of HO-ResNet Figs. 4 and 8 (untrained nets); LANDSCAPE_ARGS="--dataset mnist"
-	$(PY) scripts/landscape.py --depth 18 --schemes euler,midpoint,rk4 $(LANDSCAPE_ARGS)
-	$(PY) scripts/landscape.py --depth 58 --schemes euler,midpoint,rk4,rk8 $(LANDSCAPE_ARGS)
+	$(PY) scripts/landscape.py --figures $(LANDSCAPE_ARGS)
 
 bench: $(STAMP)  ## performance benchmark -> outputs/bench/bench.json and a table; `make bench ARGS="--quick"`
 	$(PY) scripts/bench.py $(ARGS)

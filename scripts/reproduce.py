@@ -15,9 +15,8 @@ import argparse
 import subprocess
 import sys
 
+from odenets.figures import LANDSCAPE_FIGURES, landscape_command
 from odenets.reproduce import BUDGETS, plan, run
-
-LANDSCAPES = ((18, "euler,midpoint,rk4"), (58, "euler,midpoint,rk4,rk8"))  # HO-ResNet Figs. 4 and 8
 
 
 def main() -> None:
@@ -38,8 +37,7 @@ def main() -> None:
         return
     small = ["--grid", "5", "--batch", "16", "--width", "8"] if args.budget == "smoke" else []
     scripts = [] if args.budget == "cpu" else [  # the landscapes need CIFAR-10
-        ["scripts/landscape.py", "--depth", str(depth), "--schemes", schemes, "--dataset", "cifar10", *small]
-        for depth, schemes in LANDSCAPES]
+        [*landscape_command(depth).split()[1:], *small] for depth in LANDSCAPE_FIGURES]
     for script in [*scripts, ["scripts/figures.py"], ["scripts/tables.py", "--budget", args.budget]]:
         subprocess.run([sys.executable, *script], check=False)
     print(f"done: {failed} failed job(s) across the sweeps (their cells show the command to rerun)")

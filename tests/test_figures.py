@@ -229,4 +229,4 @@ def test_figures_script_on_nothing_prints_the_commands(tmp_path):
     assert "missing horesnet_fig9: python train.py -m experiment=horesnet/lr_robustness" in missing
     assert "missing horesnet_fig4: python scripts/landscape.py --depth 18 --schemes euler,midpoint,rk4 " \
            "--dataset cifar10" in missing
-    assert len(missing) == 12 and (tmp_path / "figs" / "heunnet_fig1.pdf").is_file()
+    assert len(missing) == 14 and (tmp_path / "figs" / "heunnet_fig1.pdf").is_file()

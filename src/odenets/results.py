@@ -49,9 +49,10 @@ def _jsonable(x: Any) -> Any:
 
 def load_runs(*roots: str | Path) -> list[dict]:
     """Every readable run record under `roots` (any depth) with a config, each with `run_dir` added: the
-    `result.json` of run directories, and the committed `<run_name>.json` records of `REPRODUCED`."""
-    runs = []
-    for root in map(Path, roots):
+    `result.json` of run directories, and the committed `<run_name>.json` records of `REPRODUCED`. A run
+    found twice (its directory and its committed record) counts once, the most recently finished."""
+    runs: dict[str, dict] = {}
+    for root in (Path(r) for r in roots if Path(r).is_dir()):
         for path in sorted(root.rglob("*.json")):
             if path.name != RESULT_FILE and not path.is_relative_to(REPRODUCED):
                 continue
@@ -60,8 +61,11 @@ def load_runs(*roots: str | Path) -> list[dict]:
             except (OSError, ValueError):
                 continue
             if isinstance(record, dict) and isinstance(record.get("config"), dict):
-                runs.append({**record, "run_dir": str(path.parent if path.name == RESULT_FILE else path)})
-    return runs
+                run = {**record, "run_dir": str(path.parent if path.name == RESULT_FILE else path)}
+                key = run.get("fingerprint") or run["run_dir"]
+                if key not in runs or str(run.get("finished", "")) > str(runs[key].get("finished", "")):
+                    runs[key] = run
+    return list(runs.values())
 
 
 def get(config: dict, dotted: str, default=None):

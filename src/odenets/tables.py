@@ -30,6 +30,7 @@ import pandas as pd
 from omegaconf import OmegaConf
 
 from odenets.figures.curves import time_to_accuracy
+from odenets.figures.runs import commits
 from odenets.model_stats import compose_row, load_table, row_stats, table_names
 from odenets.provenance import stale_modules
 from odenets.results import comparison_key, get, load_runs
@@ -82,13 +83,9 @@ class RunIndex:
         self.by_key: dict[str, list[dict]] = defaultdict(list)
         self.stale: dict[str, list[dict]] = defaultdict(list)
         self.allow_stale = allow_stale
-        newest: dict[str, dict] = {}
-        for run in load_runs(*(r for r in roots if Path(r).is_dir())):
-            if run.get("status") in ("completed", "diverged"):
-                fp = run.get("fingerprint", run["run_dir"])
-                if fp not in newest or run.get("finished", "") > newest[fp].get("finished", ""):
-                    newest[fp] = run
-        for run in newest.values():
+        for run in load_runs(*roots):
+            if run.get("status") not in ("completed", "diverged"):
+                continue
             key = comparison_key(run["config"], ())
             run["stale_modules"] = stale_modules(run)
             if run["stale_modules"] and not allow_stale:
@@ -105,12 +102,6 @@ class RunIndex:
 
     def stale_for(self, row: dict, budget: str) -> list[dict]:
         return self.stale.get(self._key(row, budget), [])
-
-
-def _commits(runs: list[dict]) -> str:
-    commits = sorted({(get(r, "code.commit") or "no git")[:7] + ("+dirty" if get(r, "code.dirty") else "")
-                      for r in runs})
-    return "commit " + ", ".join(commits)
 
 
 def row_values(row: dict, budget: str, index: RunIndex, metric: str) -> tuple[list[float], list[dict]]:
@@ -140,7 +131,7 @@ def result_cell(row: dict, budget: str, index: RunIndex, metric: str, paper: flo
     marked = sum(bool(r.get("stale_modules")) for r in completed)
     parts = (f"runs ({budget}{': ' + note if note and budget != 'paper' else ''}; "
              f"{'/'.join(map(str, sorted(epochs)))} epochs, best over epochs)",
-             summary.describe() if summary.n > 1 else "1 seed", _commits(completed),
+             summary.describe() if summary.n > 1 else "1 seed", commits(completed),
              f"{diverged} diverged" if diverged else "", f"STALE: {marked} run(s) ran older code" if marked else "",
              left_out)
     cell.source = "; ".join(s for s in parts if s)

@@ -140,10 +140,31 @@ def plot_time_to_accuracy(runs: Sequence[dict], thresholds: Sequence[float] = TH
     return fig
 
 
-def latest_generated(run_dir: str | Path) -> dict[str, np.ndarray] | None:
-    """The last epoch's free run saved by the forecast task (`generated/epoch_NNN.npz`: times, seed,
-    target, generated), or None."""
-    files = sorted(Path(run_dir, "generated").glob("epoch_*.npz"))
+def plot_accuracy_vs_depth(runs: Sequence[dict], key: str = "test/acc", title: str = "") -> Figure:
+    """Best `key` over epochs against depth, one line per scheme: mean over seeds with +-1 sample std bars."""
+    fig = Figure(figsize=(6, 4), layout="constrained")
+    ax = fig.subplots()
+    for i, (label, group) in enumerate(by_label([run for run in runs if get(run, f"metrics.best.{key}")]).items()):
+        by_depth: dict[int, list[float]] = {}
+        for run in group:
+            by_depth.setdefault(int(get(run["config"], "model.depth")), []).append(100 * run["metrics"]["best"][key])
+        depths = sorted(by_depth)
+        means, stds = zip(*(band(np.array(by_depth[d])) for d in depths), strict=True)
+        ax.errorbar(depths, means, yerr=stds, marker="o", capsize=3, color=f"C{i % 10}",
+                    label=legend_label(label, group))
+    ax.set(xlabel="depth (weight layers)", ylabel=f"best {key} (%)", title=title)
+    ax.title.set_fontsize(9)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return fig
+
+
+def latest_generated(run: dict) -> dict[str, np.ndarray] | None:
+    """The last epoch's free run of a sine-task run (times, seed, target, generated, epoch), or None: kept
+    inline by committed records, else the forecast task's `<run dir>/generated/epoch_NNN.npz`."""
+    if run.get("generated"):
+        return {k: np.asarray(v) if isinstance(v, list) else v for k, v in run["generated"].items()}
+    files = sorted(Path(run["run_dir"], "generated").glob("epoch_*.npz"))
     if not files:
         return None
     with np.load(files[-1]) as z:
@@ -153,7 +174,7 @@ def latest_generated(run_dir: str | Path) -> dict[str, np.ndarray] | None:
 def plot_generated_waves(runs: Sequence[dict], title: str = "") -> Figure:
     """One panel per model: the true wave (seed window, then the continuation) and the generated one."""
     ordered = [run for group in by_label(runs).values() for run in group]
-    waves = [(run, wave) for run in ordered if (wave := latest_generated(run["run_dir"])) is not None]
+    waves = [(run, wave) for run in ordered if (wave := latest_generated(run)) is not None]
     fig = Figure(figsize=(9, 2.2 * len(waves)), layout="constrained")
     for ax, (run, wave) in zip(fig.subplots(len(waves), 1, squeeze=False)[:, 0], waves, strict=True):
         times, n_seed = wave["times"], len(wave["seed"])

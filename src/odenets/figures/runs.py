@@ -39,6 +39,14 @@ def provenance(config: dict) -> str:
     return ", ".join(parts)
 
 
+def commits(runs: Sequence[dict]) -> str:
+    """The commits a group of runs ran at, short ("commit 1a2b3c4" or "commits 1a2b3c4, 5d6e7f8"; "+dirty"
+    when the tree had uncommitted changes)."""
+    names = sorted({(get(r, "code.commit") or "no git")[:7] + ("+dirty" if get(r, "code.dirty") else "")
+                    for r in runs})
+    return ("commit " if len(names) == 1 else "commits ") + ", ".join(names)
+
+
 def run_label(config: dict) -> str:
     """A legend label: the scheme for HO-ResNet ("RK-8 (adaptive h)" with a learned step), else the model."""
     model, scheme = get(config, "model.name"), get(config, "scheme.name")

@@ -1,0 +1,51 @@
+"""Commit what a budget's runs produced: one compact JSON per finished run in src/odenets/reproduced/<budget>/.
+
+    python scripts/collect_results.py --budget cpu [--runs outputs/runs]
+
+Each record is the run's result.json (overrides, seed, config, metrics, per-epoch history, provenance:
+commit, date, machine, wall time) with, for the sine task, its last free run inline (HeunNet Fig. 8);
+checkpoints and logs stay behind. Stale runs (code changed since they ran) are not collected.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from odenets.figures.curves import latest_generated
+from odenets.provenance import stale_modules
+from odenets.results import REPRODUCED, get, load_runs
+
+
+def compact(run: dict) -> dict:
+    record = {k: v for k, v in run.items() if k not in ("run_dir", "sweep_id")}
+    wave = latest_generated(run)
+    if wave is not None:
+        record["generated"] = {k: v.tolist() if hasattr(v, "tolist") else v for k, v in wave.items()}
+    return record
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--budget", default="cpu")
+    parser.add_argument("--runs", default="outputs/runs")
+    args = parser.parse_args(argv)
+    out = REPRODUCED / args.budget
+    out.mkdir(parents=True, exist_ok=True)
+    kept = stale = 0
+    for run in load_runs(args.runs):
+        if get(run, "config.budget.name") != args.budget or run.get("status") not in ("completed", "diverged"):
+            continue
+        if stale_modules(run):
+            stale += 1
+            continue
+        (out / f"{run['run_name']}.json").write_text(json.dumps(compact(run), separators=(",", ":")) + "\n")
+        kept += 1
+    skipped = f"; {stale} stale run(s) skipped" if stale else ""
+    print(f"{kept} run(s) of budget {args.budget} written to {out}{skipped}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
