@@ -11,7 +11,7 @@ TABLES ?=
 
 LANDSCAPE_ARGS ?= --dataset cifar10
 
-.PHONY: install train test lint clean reproduce-tables tables figures landscapes bench
+.PHONY: install train test test-fast lint clean reproduce-tables tables figures landscapes bench results verify-results
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -28,6 +28,12 @@ test: $(STAMP)  ## the whole test suite
 
 reproduce-tables: $(STAMP)  ## run what is missing for every table and figure, then render them (BUDGET=paper|cpu|smoke, TABLES=a,b)
 	$(PY) scripts/reproduce.py --budget $(BUDGET) --launcher $(LAUNCHER) --seeds $(SEEDS) $(if $(TABLES),--tables $(TABLES))
+
+results: $(STAMP)  ## commit-ready copies of a budget's finished runs in src/odenets/reproduced/$(BUDGET)
+	$(PY) scripts/collect_results.py --budget $(BUDGET)
+
+verify-results: $(STAMP)  ## rerun the quickest committed cpu runs; fails if a number drifted (ARGS="--fastest")
+	$(PY) scripts/verify_results.py $(ARGS)
 
 tables: $(STAMP)  ## render the tables and the report page from stored results only
 	$(PY) scripts/tables.py --budget $(BUDGET)

@@ -1,4 +1,4 @@
-"""Performance benchmark (issue 6): overhead, scheme cost, input pipeline, depth scaling, utilisation.
+"""Performance benchmark: overhead, scheme cost, input pipeline, depth scaling, utilisation, recurrent cells.
 
     python scripts/bench.py                                  # everything at full size -> outputs/bench/bench.json
     python scripts/bench.py --quick --sections schemes,input # small sizes, a minute or two
@@ -6,7 +6,9 @@
     python scripts/bench.py --device cuda                    # on a GPU
 
 Every figure is a ratio measured side by side in this one process (interleaved rounds, medians):
-see `odenets.bench`. Prints a Markdown table; the JSON keys are stable.
+see `odenets.bench`. Prints a Markdown table; the JSON keys are stable. Each section is written to
+--out as soon as it is measured (a killed run keeps what it had); sections not measured this time
+keep their earlier results in the file.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import argparse
 import json
 import logging
 import sys
+from pathlib import Path
 
 import torch
 
@@ -40,10 +43,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     logging.getLogger("lightning").setLevel(logging.WARNING)
-    results = run(sections, QUICK if args.quick else FULL, Machine(args.device, args.clock))
-    with atomic_open(args.out) as f:
-        json.dump(results, f, indent=1)
-    print(format_markdown(results))
+    def write(results: dict) -> None:
+        with atomic_open(args.out) as f:
+            json.dump(results, f, indent=1)
+
+    earlier = json.loads(Path(args.out).read_text()) if Path(args.out).is_file() else None
+    results = run(sections, QUICK if args.quick else FULL, Machine(args.device, args.clock), on_section=write,
+                  results=earlier)
+    print(format_markdown({"meta": results["meta"], **{s: results[s] for s in sections}}))
     print(f"\nwritten to {args.out}", file=sys.stderr)
     return 0
 

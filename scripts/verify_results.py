@@ -1,0 +1,71 @@
+"""Rerun committed results and fail if a number drifted (`make verify-results`).
+
+    python scripts/verify_results.py                 # the 3 quickest committed runs of budget cpu
+    python scripts/verify_results.py --fastest       # only the quickest (CI runs this)
+    python scripts/verify_results.py --count 10 --tolerance 0.005
+
+Each chosen record of src/odenets/reproduced/<budget>/ is rerun with its own overrides and seed into a
+temporary folder; its final value of every metric the tables use (test accuracy, free-run accuracy) must
+lie within --tolerance (absolute, on the 0-1 scale: 0.01 is one percentage point) of the committed one.
+Exit status: the number of runs that drifted or failed (0: all reproduced).
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from odenets.results import REPRODUCED, get, load_runs, read_result
+
+CHECKED = ("test/acc", "test/gen_acc")  # the metrics tables report
+REPO = Path(__file__).resolve().parents[1]
+
+
+def verify(record: dict, tolerance: float, out: Path) -> str | None:
+    """None if the rerun reproduces `record`'s numbers, else what differs."""
+    overrides = [o for o in record.get("overrides", []) if not o.startswith(("paths.", "hydra"))]
+    command = [sys.executable, "train.py", *overrides, f"paths.output_dir={out}", "force=true", "logger=none",
+               "trainer.enable_progress_bar=false"]
+    done = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
+    if done.returncode != 0:
+        return f"rerun failed: {(done.stderr.strip().splitlines() or ['?'])[-1]}"
+    rerun = next((r for r in map(read_result, (out / "runs").glob("*"))
+                  if r and r.get("fingerprint") == record["fingerprint"]), None)
+    if rerun is None:
+        return "the rerun's config differs from the committed one (its fingerprint changed)"
+    drift = []
+    for key in CHECKED:
+        old, new = get(record, f"metrics.final.{key}"), get(rerun, f"metrics.final.{key}")
+        if old is not None and (new is None or abs(new - old) > tolerance):
+            drift.append(f"{key} {old:.4f} -> {new if new is None else round(new, 4)}")
+    return "; ".join(drift) or None
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--budget", default="cpu")
+    parser.add_argument("--count", type=int, default=3, help="how many runs, quickest first")
+    parser.add_argument("--fastest", action="store_true", help="only the quickest run (--count 1)")
+    parser.add_argument("--tolerance", type=float, default=0.01)
+    args = parser.parse_args(argv)
+    records = sorted((r for r in load_runs(REPRODUCED / args.budget) if r.get("status") == "completed"),
+                     key=lambda r: r.get("wall_time_s", float("inf")))
+    chosen = records[:1 if args.fastest else args.count]
+    if not chosen:
+        print(f"error: no committed runs of budget {args.budget} in {REPRODUCED / args.budget}", file=sys.stderr)
+        return 1
+    failures = 0
+    for record in chosen:
+        with tempfile.TemporaryDirectory() as tmp:
+            problem = verify(record, args.tolerance, Path(tmp))
+        failures += problem is not None
+        print(f"{'DRIFT' if problem else 'ok   '} {record['run_name']} ({record.get('wall_time_s', 0):.0f} s)"
+              + (f": {problem}" if problem else ""))
+    return failures
+
+
+if __name__ == "__main__":
+    sys.exit(main())
