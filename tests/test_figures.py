@@ -18,7 +18,7 @@ from omegaconf import OmegaConf
 from conftest import REPO
 from odenets.config import compose, fingerprint
 from odenets.figures import ode_demos, save
-from odenets.figures.curves import plot_curves, plot_time_to_accuracy, time_to_accuracy, time_to_accuracy_rows
+from odenets.figures.curves import plot_curves, plot_time_to_accuracy, time_to_accuracy_rows
 from odenets.figures.landscape import (
     compute_landscape,
     filter_normalized_direction,
@@ -32,7 +32,7 @@ from odenets.figures.lr_robustness import cell_text, lr_outcomes, plot_lr_robust
 from odenets.figures.runs import group_runs, provenance, run_label
 from odenets.models import create_model
 from odenets.provenance import imported_modules
-from odenets.results import best_of, load_runs, write_result
+from odenets.results import best_of, load_runs, time_to_accuracy, write_result
 
 
 # --------------------------------------------------------------------------- ODE demos

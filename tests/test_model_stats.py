@@ -11,16 +11,15 @@ import torch
 from omegaconf import OmegaConf
 from torch import nn
 
-from odenets.config import compose
+from odenets.config import compose, compose_row
 from odenets.model_stats import (
-    compose_row,
     count_flops,
     count_params,
-    load_table,
     measure_memory,
     row_stats,
     table_stats,
 )
+from odenets.published import load_table
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 import model_stats as script  # noqa: E402

@@ -10,8 +10,9 @@ import pytest
 from omegaconf import OmegaConf
 
 from conftest import cli, results_under
-from odenets.model_stats import compose_row, load_table
+from odenets.config import compose_row
 from odenets.provenance import imported_modules
+from odenets.published import load_table
 from odenets.reproduce import Sweep, pack, plan, trained_rows
 from odenets.tables import MISSING, RunIndex, render, to_frame, to_latex, to_markdown, write_all
 

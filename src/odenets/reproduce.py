@@ -18,7 +18,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from odenets.model_stats import load_table
+from odenets.published import load_table
 from odenets.tables import RESULT_TABLES
 
 # The runs behind figures that no table row trains (the rows' runs feed the other figures).

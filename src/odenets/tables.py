@@ -29,11 +29,11 @@ from pathlib import Path
 import pandas as pd
 from omegaconf import OmegaConf
 
-from odenets.figures.curves import time_to_accuracy
-from odenets.figures.runs import commits
-from odenets.model_stats import compose_row, load_table, row_stats, table_names
+from odenets.config import compose_row
+from odenets.model_stats import row_stats
 from odenets.provenance import stale_modules
-from odenets.results import comparison_key, get, load_runs
+from odenets.published import load_table, table_names
+from odenets.results import commits, comparison_key, get, load_runs, scheme_key, speedup_over_euler, time_to_accuracy
 from odenets.stats import Comparison, spread, welch
 
 MISSING = "—"
@@ -184,13 +184,13 @@ def speedup_cells(table: dict, budget: str, index: RunIndex) -> dict[str, dict[s
         runs = [r for r in index.runs_for(row, budget) if r["status"] == "completed"]
         seconds[row["row"]] = {q: _mean([time_to_accuracy(r["history"], th) for r in runs])
                                for q, th in (("speedup_080", 0.80), ("speedup_085", 0.85))}
-    euler = seconds[table["rows"][0]["row"]]
-    out = {}
-    for row in table["rows"]:
-        out[row["row"]] = {}
-        for q in ("speedup_080", "speedup_085"):
-            t, base = seconds[row["row"]][q], euler[q]
-            ours = base / t if t and base else None
+    schemes = {row["row"]: scheme_key(OmegaConf.to_container(compose_row(row["overrides"]), resolve=True))
+               for row in table["rows"]}
+    out = {row["row"]: {} for row in table["rows"]}
+    for q in ("speedup_080", "speedup_085"):
+        speedups = speedup_over_euler({name: (schemes[name], seconds[name][q]) for name in seconds})
+        for row in table["rows"]:
+            ours = speedups[row["row"]]
             out[row["row"]][q] = Cell(ours, row["published"].get(q), f"runs ({budget}): Euler's training seconds / "
                                       "this scheme's" if ours else "", None if ours else train_command(row, budget))
     return out

@@ -10,10 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import yaml
 from matplotlib.figure import Figure
-
-PUBLISHED_DIR = Path(__file__).resolve().parents[1] / "published"
 
 # HO-ResNet Figs. 4 and 8: depth -> (figure, schemes), the one list the Makefile, reproduce and figures use.
 LANDSCAPE_FIGURES = {18: ("horesnet_fig4", "euler,midpoint,rk4"), 58: ("horesnet_fig8", "euler,midpoint,rk4,rk8")}
@@ -35,11 +32,6 @@ def scheme_label(name: str) -> str:
 def scheme_rank(name: str) -> int:
     """Position in the papers' order (lower order first); unknown schemes last."""
     return SCHEME_ORDER.index(name) if name in SCHEME_ORDER else len(SCHEME_ORDER)
-
-
-def load_published(name: str) -> dict:
-    """A published table (`src/odenets/published/<name>.yaml`): paper, table, title, source, rows."""
-    return yaml.safe_load((PUBLISHED_DIR / f"{name}.yaml").read_text())
 
 
 def save(fig: Figure, out_dir: str | Path, name: str) -> list[Path]:

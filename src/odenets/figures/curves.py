@@ -22,9 +22,9 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from odenets.figures import load_published
-from odenets.figures.runs import by_label, run_label, scheme_key
-from odenets.results import get
+from odenets.figures.runs import by_label, run_label
+from odenets.published import load_table
+from odenets.results import get, scheme_key, speedup_over_euler, time_to_accuracy
 from odenets.stats import band
 
 HORESNET_PANELS = (("train accuracy", ("train/acc",)), ("train loss", ("train/loss",)),
@@ -74,28 +74,9 @@ def plot_curves(runs: Sequence[dict], panels=HORESNET_PANELS, ncols: int = 2, ti
     return fig
 
 
-def time_to_accuracy(history: Sequence[dict], threshold: float, key: str = "train/acc") -> float | None:
-    """Training seconds (`time/train_s`) until `key` first reaches `threshold`, or None if it never does.
-
-    History entries are per epoch: the epoch's mean accuracy, stamped at the epoch's end with the
-    cumulative training time (validation excluded). Within the epoch where the threshold is crossed,
-    accuracy is taken as linear in time between the previous epoch's end and this one's; before the
-    first epoch the point is (0 s, accuracy 0).
-    """
-    prev_t, prev_acc = 0.0, 0.0
-    for entry in history:
-        t, acc = entry.get("time/train_s"), entry.get(key)
-        if t is None or acc is None or not (math.isfinite(t) and math.isfinite(acc)):
-            continue
-        if acc >= threshold:
-            return prev_t + (threshold - prev_acc) / (acc - prev_acc) * (t - prev_t)
-        prev_t, prev_acc = t, acc
-    return None
-
-
 def published_speedups() -> dict[str, dict]:
     """conf/scheme name -> HO-ResNet Table 4's published row (speedup_080, speedup_085, ...)."""
-    rows = load_published("horesnet_table4")["rows"]
+    rows = load_table("horesnet_table4")["rows"]
     scheme_of = lambda row: next(o.split("=", 1)[1] for o in row["overrides"] if o.startswith("scheme="))
     return {scheme_of(row): row["published"] for row in rows}
 
@@ -109,9 +90,10 @@ def time_to_accuracy_rows(runs: Sequence[dict], thresholds: Sequence[float] = TH
             reached = [t for run in group if (t := time_to_accuracy(run["history"], threshold)) is not None]
             times[threshold] = float(np.mean(reached)) if reached else None
         rows.append({"label": label, "scheme": scheme_key(group[0]["config"]), "runs": len(group), "seconds": times})
-    euler = next((row["seconds"] for row in rows if row["scheme"] == "euler"), {})
-    for row in rows:
-        row["speedup"] = {th: euler[th] / t if t and euler.get(th) else None for th, t in row["seconds"].items()}
+    for threshold in thresholds:
+        speedups = speedup_over_euler({row["label"]: (row["scheme"], row["seconds"][threshold]) for row in rows})
+        for row in rows:
+            row.setdefault("speedup", {})[threshold] = speedups[row["label"]]
     return rows
 
 

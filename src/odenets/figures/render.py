@@ -25,8 +25,8 @@ from odenets.figures.curves import (
 from odenets.figures.landscape import format_ranges, landscape_ranges, plot_landscapes, span_of
 from odenets.figures.lr_robustness import plot_lr_robustness
 from odenets.figures.ode_demos import plot_heun_fig1, plot_horesnet_fig3
-from odenets.figures.runs import RNN_LABELS, commits, group_runs, provenance, run_label, scheme_key
-from odenets.results import get
+from odenets.figures.runs import RNN_LABELS, group_runs, provenance, run_label
+from odenets.results import commits, get, scheme_key
 
 SCHEME_VARIED = ("scheme", "model.scheme")
 RECURRENT = ("ode_rnn", *RNN_LABELS)  # the HeunNet paper's models

@@ -39,14 +39,6 @@ def provenance(config: dict) -> str:
     return ", ".join(parts)
 
 
-def commits(runs: Sequence[dict]) -> str:
-    """The commits a group of runs ran at, short ("commit 1a2b3c4" or "commits 1a2b3c4, 5d6e7f8"; "+dirty"
-    when the tree had uncommitted changes)."""
-    names = sorted({(get(r, "code.commit") or "no git")[:7] + ("+dirty" if get(r, "code.dirty") else "")
-                    for r in runs})
-    return ("commit " if len(names) == 1 else "commits ") + ", ".join(names)
-
-
 def run_label(config: dict) -> str:
     """A legend label: the scheme for HO-ResNet ("RK-8 (adaptive h)" with a learned step), else the model."""
     model, scheme = get(config, "model.name"), get(config, "scheme.name")
@@ -73,9 +65,3 @@ def by_label(runs: Sequence[dict]) -> dict[str, list[dict]]:
         groups[run_label(run["config"])].append(run)
     order = lambda item: (scheme_rank(get(item[1][0]["config"], "scheme.name", "")), item[0])
     return dict(sorted(groups.items(), key=order))
-
-
-def scheme_key(config: dict) -> str:
-    """The conf/scheme name of a run: `rk8_adaptive` for RK-8 with a learned step."""
-    name = get(config, "scheme.name")
-    return f"{name}_adaptive" if name == "rk8" and get(config, "scheme.learn_h") else name
