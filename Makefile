@@ -11,7 +11,7 @@ TABLES ?=
 
 LANDSCAPE_ARGS ?= --dataset cifar10
 
-.PHONY: install train test test-fast lint clean reproduce-tables tables figures landscapes bench results verify-results
+.PHONY: install train test test-fast lint clean reproduce-tables tables figures landscapes bench results verify-results eval
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -23,16 +23,25 @@ install: $(STAMP)
 train: $(STAMP)  ## the default experiment (HO-ResNet-10 on the bundled digits); `make train ARGS="scheme=rk4"`
 	$(PY) train.py $(ARGS)
 
-test: $(STAMP)  ## the whole test suite
+test: $(STAMP)  ## the whole test suite (what CI runs)
 	$(PY) -m pytest
+
+test-fast: $(STAMP)  ## the inner loop: everything but the end-to-end subprocess runs
+	$(PY) -m pytest -m "not slow"
 
 reproduce-tables: $(STAMP)  ## run what is missing for every table and figure, then render them (BUDGET=paper|cpu|smoke, TABLES=a,b)
 	$(PY) scripts/reproduce.py --budget $(BUDGET) --launcher $(LAUNCHER) --seeds $(SEEDS) $(if $(TABLES),--tables $(TABLES))
 
+eval: $(STAMP)  ## evaluate a trained run: make eval RUN=outputs/runs/<run> ARGS="scheme=rk4 substeps=4"
+	$(PY) -m odenets.evaluate $(RUN) $(ARGS)
+
 results: $(STAMP)  ## commit-ready copies of a budget's finished runs in src/odenets/reproduced/$(BUDGET)
 	$(PY) scripts/collect_results.py --budget $(BUDGET)
 
-verify-results: $(STAMP)  ## rerun the quickest committed cpu runs; fails if a number drifted (ARGS="--fastest")
+verify-eval: $(STAMP)  ## evaluate a trained run: make eval RUN=outputs/runs/<run> ARGS="scheme=rk4 substeps=4"
+	$(PY) -m odenets.evaluate $(RUN) $(ARGS)
+
+results: $(STAMP)  ## rerun the quickest committed cpu runs; fails if a number drifted (ARGS="--fastest")
 	$(PY) scripts/verify_results.py $(ARGS)
 
 tables: $(STAMP)  ## render the tables and the report page from stored results only

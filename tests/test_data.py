@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import SHARED
-from dataset_files import patch_checksums, write_cifar10, write_cifar100, write_mnist, write_svhn
+from helpers import SHARED
+from helpers.dataset_files import patch_checksums, write_cifar10, write_cifar100, write_mnist, write_svhn
 from odenets.config import compose
 from odenets.data import augment, build_datamodule
 from odenets.data.base import EpochSampler, Split, TensorBatches

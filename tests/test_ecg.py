@@ -12,10 +12,10 @@ import torch
 import wfdb
 
 import odenets.data.ecg as ecg
-from conftest import REPO, SHARED
+from helpers import REPO, SHARED, results_under
+from helpers.recurrent import train_cli
 from odenets.data.ecg import BeatParams, MITBIHCSVDataModule, MITBIHDataModule, beat_report, load_record
 from odenets.errors import ConfigError
-from test_recurrent import results, train_cli
 
 FS = 360
 SLOW_HZ = 0.5  # the synthetic MLII lead: a 0.5 Hz sine, so every 10 s window spans full periods
@@ -245,7 +245,7 @@ def test_heunnet_ecg_experiment_runs(records, tmp_path):
     out = train_cli("experiment=heunnet/ecg", "model=lstm", f"dataset.records_dir={records}",
                     f"paths.data_dir={tmp_path / 'data'}", tmp_path=tmp_path)
     assert out.returncode == 0, out.stderr[-2000:]
-    (name, record), = results(tmp_path).items()
+    (name, record), = results_under(tmp_path).items()
     assert record["status"] == "completed" and name.startswith("mitbih-lstm-")
     assert {"train/loss", "train/acc", "test/loss", "test/acc"} <= set(record["history"][0])
     assert list((tmp_path / "data" / "mitbih_cache").glob("beats-*/90[012].npz"))

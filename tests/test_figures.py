@@ -15,7 +15,7 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from conftest import REPO
+from helpers import REPO
 from odenets.config import compose, fingerprint
 from odenets.figures import ode_demos, save
 from odenets.figures.curves import plot_curves, plot_time_to_accuracy, time_to_accuracy_rows
@@ -229,4 +229,4 @@ def test_figures_script_on_nothing_prints_the_commands(tmp_path):
     assert "missing horesnet_fig9: python train.py -m experiment=horesnet/lr_robustness" in missing
     assert "missing horesnet_fig4: python scripts/landscape.py --depth 18 --schemes euler,midpoint,rk4 " \
            "--dataset cifar10" in missing
-    assert len(missing) == 14 and (tmp_path / "figs" / "heunnet_fig1.pdf").is_file()
+    assert len(missing) == 15 and (tmp_path / "figs" / "heunnet_fig1.pdf").is_file()

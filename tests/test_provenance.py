@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import REPO, cli, results_under
+from helpers import REPO, cli, results_under
 from odenets.config import CONF_DIR, compose, fingerprint, unused_keys
 from odenets.data.base import EpochSampler
 from odenets.errors import ConfigError
@@ -73,7 +73,7 @@ def test_seeds_draw_independent_data_orders():
 
 
 def test_augmentation_is_a_function_of_seed_epoch_and_batch(tmp_path):
-    from dataset_files import write_mnist
+    from helpers.dataset_files import write_mnist
     from odenets.data import build_datamodule
 
     write_mnist(tmp_path)

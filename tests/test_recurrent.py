@@ -4,20 +4,16 @@ steps per model, and `train.py experiment=heunnet/mnist` end to end."""
 
 from __future__ import annotations
 
-import json
 import math
-import os
-import subprocess
-import sys
 from collections.abc import Callable
-from pathlib import Path
 
 import pytest
 import torch
 from torch import nn
 
-from conftest import REPO
-from dataset_files import write_mnist
+from helpers import results_under
+from helpers.dataset_files import write_mnist
+from helpers.recurrent import train_cli
 from odenets.errors import ConfigError
 from odenets.models import create_model
 from odenets.models.recurrent import ODERNNLayer, PhasedLSTMLayer, as_sequence, features_per_step
@@ -316,29 +312,12 @@ def test_a_few_training_steps_lower_the_loss(name, kwargs):
 
 
 # --------------------------------------------------------------------------- end to end
-TINY = ["epochs=1", "dataset.subset=64", "dataset.test_subset=32", "dataset.batch_size=32", "model.hidden_size=8",
-        "trainer.enable_progress_bar=false", "logger=csv"]
-
-
-def train_cli(*args: str, tmp_path: Path, timeout: int = 300) -> subprocess.CompletedProcess:
-    """`python train.py <args>` with tiny budgets, runs under tmp_path/outputs."""
-    env = {**os.environ, "HYDRA_FULL_ERROR": "0"}
-    flags = [a for a in args if a.startswith("-")]
-    overrides = [a for a in args if not a.startswith("-")]
-    return subprocess.run([sys.executable, "train.py", *flags, f"paths.output_dir={tmp_path}/outputs", *TINY,
-                           *overrides], cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
-
-
-def results(tmp_path: Path) -> dict[str, dict]:
-    return {p.parent.name: json.loads(p.read_text()) for p in (tmp_path / "outputs" / "runs").glob("*/result.json")}
-
-
 @pytest.mark.slow
 def test_heunnet_mnist_experiment_runs(tmp_path):
     write_mnist(tmp_path / "data")
     out = train_cli("experiment=heunnet/mnist", f"paths.data_dir={tmp_path / 'data'}", tmp_path=tmp_path)
     assert out.returncode == 0, out.stderr[-2000:]
-    (name, record), = results(tmp_path).items()
+    (name, record), = results_under(tmp_path).items()
     assert record["status"] == "completed" and name.startswith("mnist-ode_rnn-heun-")
     assert record["config"]["optimizer"]["_target_"] == "torch.optim.Adam"
     assert {"train/loss", "train/acc", "test/loss", "test/acc"} <= set(record["history"][0])

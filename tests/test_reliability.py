@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from conftest import cli, results_under
+from helpers import cli, results_under
 from odenets.config import compose, fingerprint
 from odenets.errors import ConfigError
 from odenets.fileio import atomic_open

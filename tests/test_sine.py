@@ -11,12 +11,13 @@ import pytest
 import torch
 from torch import nn
 
+from helpers import results_under
+from helpers.recurrent import train_cli
 from odenets.config import compose
 from odenets.data import build_datamodule
 from odenets.data.sine import SineDataModule
 from odenets.errors import ConfigError
 from odenets.tasks.forecast import ForecastTask, free_run_scores, generate
-from test_recurrent import results, train_cli
 
 
 def test_windows_and_split():
@@ -103,7 +104,7 @@ def test_sine_config_builds_the_forecast_task():
 def test_heunnet_sine_experiment_runs_and_saves_generated_waves(tmp_path):
     out = train_cli("experiment=heunnet/sine", "model=phased_lstm", "dataset.horizon=20", tmp_path=tmp_path)
     assert out.returncode == 0, out.stderr[-2000:]
-    (name, record), = results(tmp_path).items()
+    (name, record), = results_under(tmp_path).items()
     assert record["status"] == "completed" and name.startswith("sine-phased_lstm-")
     assert {"train/loss", "test/loss", "test/gen_mse", "test/gen_acc"} <= set(record["history"][0])
     waves = np.load(tmp_path / "outputs" / "runs" / name / "generated" / "epoch_001.npz")
@@ -115,7 +116,7 @@ def test_alpha_sweep_runs_one_job_per_alpha(tmp_path):
     out = train_cli("-m", "experiment=heunnet/sine", "scheme=heun_ext", "alpha=0.75,1.0", "dataset.horizon=5",
                     tmp_path=tmp_path)
     assert out.returncode == 0, out.stderr[-2000:]
-    records = results(tmp_path)
+    records = results_under(tmp_path)
     assert sorted(r["config"]["model"]["scheme"]["alpha"] for r in records.values()) == [0.75, 1.0]
     assert all(r["status"] == "completed" for r in records.values())
     assert {n.split("-s0-")[0] for n in records} == {"sine-ode_rnn-heun_ext-a0.75", "sine-ode_rnn-heun_ext-a1"}

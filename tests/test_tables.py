@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from omegaconf import OmegaConf
 
-from conftest import cli, results_under
+from helpers import cli, results_under
 from odenets.config import compose_row
 from odenets.provenance import imported_modules
 from odenets.published import load_table

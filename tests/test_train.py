@@ -7,8 +7,8 @@ import json
 
 import pytest
 
-from conftest import cli, results_under
-from dataset_files import patch_checksums, write_cifar10, write_cifar100, write_mnist, write_svhn
+from helpers import cli, results_under
+from helpers.dataset_files import patch_checksums, write_cifar10, write_cifar100, write_mnist, write_svhn
 
 RESULT_KEYS = {"config", "fingerprint", "status", "params", "metrics", "epochs", "wall_time_s", "history"}
 

@@ -24,6 +24,7 @@ from odenets.config import defining_config
 from odenets.fileio import atomic_open
 
 RESULT_FILE = "result.json"
+EVAL_FILE = "eval.json"  # evaluations of a finished run (odenets.evaluate), beside its result.json
 # Results a run of each budget produced on the kind of machine its README section names, committed
 # one JSON per run (`scripts/collect_results.py`): <budget>/<run_name>.json.
 REPRODUCED = Path(__file__).resolve().parent / "reproduced"
@@ -36,6 +37,14 @@ def read_result(run_dir: str | Path) -> dict | None:
         return json.loads((Path(run_dir) / RESULT_FILE).read_text())
     except (OSError, ValueError):
         return None
+
+
+def read_evaluations(run_dir: str | Path) -> list[dict]:
+    """The run's eval.json entries (odenets.evaluate), [] if none."""
+    try:
+        return json.loads((Path(run_dir) / EVAL_FILE).read_text())["evaluations"]
+    except (OSError, ValueError, KeyError):
+        return []
 
 
 def write_result(run_dir: str | Path, record: dict[str, Any]) -> None:
@@ -51,8 +60,9 @@ def _jsonable(x: Any) -> Any:
 
 def load_runs(*roots: str | Path) -> list[dict]:
     """Every readable run record under `roots` (any depth) with a config, each with `run_dir` added: the
-    `result.json` of run directories, and the committed `<run_name>.json` records of `REPRODUCED`. A run
-    found twice (its directory and its committed record) counts once, the most recently finished."""
+    `result.json` of run directories (with their eval.json `evaluations`), and the committed
+    `<run_name>.json` records of `REPRODUCED`. A run found twice (its directory and its committed
+    record) counts once, the most recently finished."""
     runs: dict[str, dict] = {}
     for root in (Path(r) for r in roots if Path(r).is_dir()):
         for path in sorted(root.rglob("*.json")):
@@ -64,6 +74,8 @@ def load_runs(*roots: str | Path) -> list[dict]:
                 continue
             if isinstance(record, dict) and isinstance(record.get("config"), dict):
                 run = {**record, "run_dir": str(path.parent if path.name == RESULT_FILE else path)}
+                if path.name == RESULT_FILE:
+                    run["evaluations"] = read_evaluations(path.parent)
                 key = run.get("fingerprint") or run["run_dir"]
                 if key not in runs or str(run.get("finished", "")) > str(runs[key].get("finished", "")):
                     runs[key] = run

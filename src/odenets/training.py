@@ -30,10 +30,18 @@ from odenets.validation import validate
 CHECKPOINTS = "checkpoints"
 log = logging.getLogger("odenets")
 
-# Lightning's advertising and deprecation chatter says nothing about the run.
-logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(lambda r: "litlogger" not in r.getMessage())
-warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
-warnings.filterwarnings("ignore", message=r"The number of training batches .* is smaller than the logging interval")
+def quiet_lightning(info: bool = True) -> None:
+    """Silence Lightning's advertising and deprecation chatter, which says nothing about the run (and, with
+    `info=False`, its GPU/TPU availability lines too)."""
+    chatter = logging.getLogger("lightning.pytorch.utilities.rank_zero")
+    chatter.addFilter(lambda r: "litlogger" not in r.getMessage())
+    if not info:
+        chatter.setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
+    warnings.filterwarnings("ignore", message=r"The number of training batches .* is smaller than the logging interval")
+
+
+quiet_lightning()
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):

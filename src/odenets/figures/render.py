@@ -22,6 +22,7 @@ from odenets.figures.curves import (
     plot_generated_waves,
     plot_time_to_accuracy,
 )
+from odenets.figures.integration import evaluations, plot_step_sweep
 from odenets.figures.landscape import format_ranges, landscape_ranges, plot_landscapes, span_of
 from odenets.figures.lr_robustness import plot_lr_robustness
 from odenets.figures.ode_demos import plot_heun_fig1, plot_horesnet_fig3
@@ -54,6 +55,7 @@ COMMANDS = {
     "heunnet_fig8": SINE,
     "heunnet_authors": "python train.py -m experiment=heunnet/mnist_authors model=lstm,ode_rnn",
     "horesnet_orderings": "make reproduce-tables BUDGET=cpu TABLES=horesnet_orderings",
+    "ode_integration": "python scripts/integration_sweep.py outputs/runs/<shared-weight runs>",
 }
 
 
@@ -161,6 +163,14 @@ def heunnet_figures(r: Renderer, runs: Sequence[dict]) -> None:
             r.save(plot_generated_waves(group, title=f"{title} (HeunNet Fig. 8)"), f"heunnet_fig8_{tag(group)}")
 
 
+def integration_figures(r: Renderer, runs: Sequence[dict]) -> None:
+    """Ours: trained weights evaluated with other schemes and step sizes (scripts/integration_sweep.py)."""
+    found = [run for run in runs if evaluations(run)]
+    for group in group_runs(found, MODEL_VARIED).values():
+        title = f"{tag(group, ', ')}: trained weights, other integrations (ours, not the papers')"
+        r.save(plot_step_sweep(group, title=title), f"ode_integration_{tag(group)}")
+
+
 def render_all(out: Path, runs: Sequence[dict], landscapes: Sequence[dict]) -> tuple[list[Path], dict[str, str]]:
     """Draw every figure with inputs under `out`; returns the PNGs written and {missing figure: command}."""
     r = Renderer(Path(out))
@@ -170,4 +180,5 @@ def render_all(out: Path, runs: Sequence[dict], landscapes: Sequence[dict]) -> t
     lr_robustness_figures(r, runs)
     orderings_figures(r, runs)
     heunnet_figures(r, runs)
+    integration_figures(r, runs)
     return r.written, {figure: command for figure, command in COMMANDS.items() if not r.wrote(figure)}

@@ -220,19 +220,22 @@ class ODERNNLayer(nn.Module):
         self.step = RKBlock(scheme, lambda: TRANSITIONS[cell](input_size, hidden_size), stage_weights="shared")
         self.hidden_size, self.fused = hidden_size, fused
         self.state_size = self.step.F[0].state_size
-        self.structure = Structure(self.step.deps, self.step.outs)
 
     @property
     def cell(self) -> nn.Module:
         return self.step.F[0]
 
     def forward(self, x: Tensor) -> Tensor:
-        """(B, T, F) -> hidden states h_1..h_T, (B, T, H)."""
-        F = self.cell
+        """(B, T, F) -> hidden states h_1..h_T, (B, T, H). With `step.substeps` = n (test-time integration),
+        each input is held for n sub-steps of h / n and the state after the n-th is the step's output."""
+        F, n = self.cell, self.step.substeps
         if self.fused:
             _, hA, hb = self.step.coefficients()
-            return rk_scan(F.kernel, F.fused_inputs(x), coefficient_tensor(hA), coefficient_tensor(hb), self.structure,
-                           self.state_size, F.fused_params())
+            u = F.fused_inputs(x)
+            hidden = rk_scan(F.kernel, u if n == 1 else u.repeat_interleave(n, dim=1), coefficient_tensor(hA),
+                             coefficient_tensor(hb), Structure(self.step.deps, self.step.outs), self.state_size,
+                             F.fused_params())
+            return hidden if n == 1 else hidden[:, n - 1::n]
         s = x.new_zeros(x.shape[0], self.state_size)
         hidden = []
         for u in F.inputs(x).unbind(1):

@@ -64,6 +64,7 @@ class ForecastTask(Task):
     def step(self, batch, stage: str) -> Tensor:
         x, y = batch
         loss = F.mse_loss(self(x).reshape(y.shape), y)
+        self.count_evaluations(stage)
         self.metrics[f"{stage}_loss"].update(loss.detach(), weight=len(y))
         return loss
 
@@ -73,7 +74,7 @@ class ForecastTask(Task):
             return
         generated = generate(self.net, self.seed_window, len(self.target))
         self.log_dict(free_run_scores(generated, self.target, self.tolerance), sync_dist=True)  # equal on all ranks
-        if self.trainer.is_global_zero:
+        if self.trainer.is_global_zero and self.trainer.state.fn == "fit":
             self.save_generated(generated)
 
     def save_generated(self, generated: Tensor) -> None:
