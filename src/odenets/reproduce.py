@@ -26,6 +26,7 @@ HEUNNET_SWEEPS = (
     ("experiment=heunnet/sine", "model=lstm,phased_lstm,ode_rnn"),  # HeunNet Fig. 7-8
     ("experiment=heunnet/sine_alpha",),  # HeunNet Sec. 6.3: the alpha sweep
     ("experiment=heunnet/mnist_authors", "model=lstm,ode_rnn"),  # the authors' recipe, evaluated every 500 steps
+    ("experiment=heunnet/mnist", "model=ode_rnn", "scheme=euler"),  # with HeunNet: trained weights, other schemes
 )
 FIGURE_SWEEPS = (
     ("experiment=horesnet/cifar10", "dataset.autoaugment=false", "scheme=euler,midpoint", "depth=6"),  # Fig. 10

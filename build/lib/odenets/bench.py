@@ -45,7 +45,7 @@ from odenets.models import build_model
 from odenets.training import build
 
 MiB = 2**20
-SECTIONS = ("overhead", "schemes", "input", "scaling", "utilisation")
+SECTIONS = ("overhead", "schemes", "input", "scaling", "utilisation", "recurrent")
 SCHEME_VARIANTS = {  # name -> overrides; ratios are to euler at the same depth
     "euler": ["scheme=euler"],
     "midpoint": ["scheme=midpoint"],
@@ -60,6 +60,19 @@ TARGETS = {
     "memory": {"rk4": 1.15, "rk8": 1.6, "rk8+checkpoint": 0.5},  # peak step memory / euler's, at most
     "input": 10.0,  # our images/s / torchvision's best, at least
     "scaling_r2": 0.99,  # linear fit of step time vs depth, at least
+    # recurrent training step / torch's fused LSTM (GRU cell: / nn.GRU) on the same input, at most (issue 12)
+    "recurrent": {"euler": 1.3, "heun": 1.8, "heun_ext": 1.8, "rk4": 4.0, "phased_lstm": 1.5, "heun_gru": 2.0},
+    "recurrent_small": {"heun": 3.0},  # the sine shape, where per-step overhead dominates
+}
+# Shapes of the recurrent section: (name, batch, steps, features, hidden, classes; 0 = next-value regression)
+RECURRENT_SHAPES = (("mnist_rows", 128, 28, 28, 128, 10), ("ecg_beats", 128, 187, 1, 128, 5),
+                    ("sine", 16, 50, 1, 64, 0))
+RECURRENT_MODELS = {  # name -> (registered model, arguments); each is timed against its torch baseline
+    "lstm": ("lstm", {}), "gru": ("gru", {}),
+    "euler": ("ode_rnn", {"scheme": "euler"}), "heun": ("ode_rnn", {"scheme": "heun"}),
+    "heun_ext": ("ode_rnn", {"scheme": {"name": "heun_ext", "alpha": 0.8}}), "rk4": ("ode_rnn", {"scheme": "rk4"}),
+    "heun_unfused": ("ode_rnn", {"scheme": "heun", "fused": False}),
+    "heun_gru": ("ode_rnn", {"scheme": "heun", "cell": "gru"}), "phased_lstm": ("phased_lstm", {}),
 }
 
 
@@ -424,18 +437,67 @@ def bench_utilisation(s: Settings, m: Machine = Machine()) -> dict:
             "matmul_flops_per_s": matmul_flops / t.median("matmul"), "rounds_s": t.seconds, "ratio": ratio}
 
 
+def recurrent_step(name: str, batch: int, steps: int, features: int, hidden: int, classes: int,
+                   device: str) -> Callable[[], None]:
+    """One training step (forward, loss, backward, Adam) of a recurrent model of `RECURRENT_MODELS` on random
+    sequences: classification of the last state, or next-value regression when `classes` is 0."""
+    model, kwargs = RECURRENT_MODELS[name]
+    torch.manual_seed(0)
+    net = build_model({"name": model, "hidden_size": hidden, "in_channels": features,
+                       "num_outputs": classes or 1, **kwargs}).to(device)
+    x = torch.randn(batch, steps, features, device=device)
+    y = torch.randint(0, classes, (batch,), device=device) if classes else torch.randn(batch, 1, device=device)
+    loss_fn = F.cross_entropy if classes else F.mse_loss
+    optimizer = torch.optim.Adam(net.parameters())
+
+    def step() -> None:
+        loss = loss_fn(net(x), y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+    return step
+
+
+def bench_recurrent(s: Settings, m: Machine = Machine()) -> dict:
+    """Training-step time of every ODE-stepped cell relative to torch's fused LSTM (the GRU cell: nn.GRU) on
+    the same input, per shape: MNIST rows, 187-sample ECG beats, and the small sine task."""
+    rows = []
+    for shape, batch, steps, features, hidden, classes in RECURRENT_SHAPES:
+        if s == QUICK:
+            batch, steps = max(8, batch // 8), max(8, steps // 4)
+        candidates = {name: recurrent_step(name, batch, steps, features, hidden, classes, m.device)
+                      for name in RECURRENT_MODELS}
+        t = interleave(candidates, s.rounds, warmup=s.warmup, machine=m)
+        targets = TARGETS["recurrent_small"] if shape == "sine" else TARGETS["recurrent"]
+        for name in RECURRENT_MODELS:
+            baseline = "gru" if name.endswith("gru") else "lstm"
+            ratio = t.ratio(name, baseline)
+            target = targets.get(name)
+            rows.append({"shape": shape, "batch": batch, "steps": steps, "features": features, "hidden": hidden,
+                         "model": name, "baseline": baseline, "step_s": t.median(name), "ratio": ratio,
+                         "target": target, "ok": None if target is None else ratio <= target})
+    return {"env": m.environment(s.rounds), "rows": rows}
+
+
 BENCHMARKS: dict[str, Callable[[Settings, Machine], dict]] = {
     "overhead": bench_overhead, "schemes": bench_schemes, "input": bench_input, "scaling": bench_scaling,
-    "utilisation": bench_utilisation,
+    "utilisation": bench_utilisation, "recurrent": bench_recurrent,
 }
 
 
-def run(sections=SECTIONS, settings: Settings = FULL, machine: Machine = Machine()) -> dict:
-    """The chosen sections' results, keyed by section, plus `meta` (when, where, with which sizes)."""
-    results = {"meta": {"created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "quick": settings == QUICK,
-                        "settings": asdict(settings), **machine.environment(settings.rounds)}}
+def run(sections=SECTIONS, settings: Settings = FULL, machine: Machine = Machine(),
+        on_section: Callable[[dict], None] | None = None, results: dict | None = None) -> dict:
+    """The chosen sections' results, keyed by section, plus `meta` (when, where, with which sizes).
+
+    Sections already in `results` (an earlier run's) are kept unless measured again; `on_section` gets the
+    results after every section, so a killed run keeps what it had measured."""
+    results = dict(results or {})
+    results["meta"] = {"created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "quick": settings == QUICK,
+                       "settings": asdict(settings), **machine.environment(settings.rounds)}
     for name in sections:
-        results[name] = BENCHMARKS[name](settings, machine)
+        results[name] = {**BENCHMARKS[name](settings, machine), "measured": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+        if on_section is not None:
+            on_section(results)
     return results
 
 
@@ -474,6 +536,17 @@ def format_markdown(results: dict) -> str:
     if "utilisation" in results:
         r = results["utilisation"]
         lines.append(f"| utilisation: step FLOP/s / matmul FLOP/s | {r['ratio']:.3f} | | |")
+    for row in results.get("recurrent", {}).get("rows", []):
+        if row["target"] is not None:
+            lines.append(f"| recurrent, {row['shape']}: {row['model']} / nn.{row['baseline'].upper()} "
+                         f"| {row['ratio']:.2f} | ≤ {row['target']} | {_check(row['ok'])} |")
+    if "recurrent" in results:
+        lines += ["", "| shape (batch x steps x features, hidden) | model | step s | / torch baseline |",
+                  "|---|---|---|---|"]
+        for row in results["recurrent"]["rows"]:
+            shape = f"{row['shape']} ({row['batch']}x{row['steps']}x{row['features']}, {row['hidden']})"
+            lines.append(f"| {shape} | {row['model']} | {row['step_s']:.4f} | {row['ratio']:.2f} "
+                         f"(nn.{row['baseline'].upper()}) |")
     if "schemes" in results:
         lines += ["", "| depth | scheme | step s | time / euler | saved MiB | peak MiB | memory / euler |",
                   "|---|---|---|---|---|---|---|"]

@@ -50,13 +50,18 @@ class RKBlock(nn.Module):
         if stage_weights not in ("separate", "shared"):
             raise ConfigError(f"stage_weights={stage_weights!r}; allowed: separate, shared")
         self.scheme = scheme = scheme_from_config(scheme)
-        tableau = scheme.tableau
         self.time_input, self.checkpoint = time_input, checkpoint
         self.learned = nn.ParameterDict(
-            {p: nn.Parameter(torch.tensor(float(tableau.params[p]))) for p in scheme.learn_params}
+            {p: nn.Parameter(torch.tensor(float(scheme.tableau.params[p]))) for p in scheme.learn_params}
         )
         self.h = nn.Parameter(torch.tensor(scheme.h)) if scheme.learn_h else scheme.h
+        self.substeps, self.shared = 1, stage_weights == "shared"
+        self._structure(scheme)
+        n_F = self.stages if stage_weights == "separate" else 1
+        self.F = nn.ModuleList(make_F() for _ in range(n_F))
 
+    def _structure(self, scheme: Scheme) -> None:
+        """Which stages exist and read which: from the scheme's sparsity (learnable entries counted)."""
         A, b = scheme.sparsity
         self.stages = s = scheme.stages
         self.deps = tuple(tuple(j for j in range(i) if A[i][j]) for i in range(s))
@@ -65,10 +70,28 @@ class RKBlock(nn.Module):
         self._keep = tuple(last_use[i] > i for i in range(s))
         self._release = tuple(tuple(j for j in range(s) if last_use[j] == i) for i in range(s))
         learned = scheme.learn_h or scheme.learn_params
-        self._static = None if learned else self._scaled(tableau.coefficients(), scheme.h)
+        self._static = None if learned else self._scaled(scheme.tableau.coefficients(), scheme.h)
 
-        n_F = s if stage_weights == "separate" else 1
-        self.F = nn.ModuleList(make_F() for _ in range(n_F))
+    def set_integration(self, scheme: Scheme | Mapping | str | None = None, substeps: int = 1) -> None:
+        """Step with another tableau and/or in `substeps` sub-steps of h / substeps (test-time integration, Ott
+        et al. 2021). Only a block whose stages share one F can: with separate sub-nets per stage (HO-ResNet),
+        another tableau's stages have no weights. The step size h (learned or not) is kept; learned tableau
+        coefficients apply only while the tableau is the one they were learned for."""
+        if not (isinstance(substeps, int) and substeps >= 1):
+            raise ConfigError(f"substeps={substeps!r}; allowed: an integer >= 1")
+        if scheme is not None:
+            if not self.shared:
+                raise ConfigError("another scheme needs the stages to share one F; this block has one sub-net per "
+                                  "stage, trained for its own tableau's stages (HO-ResNet, RKCNN)")
+            new = scheme_from_config(scheme)
+            if new.learn_params or new.learn_h:
+                raise ConfigError(f"scheme {new.name!r}: a test-time scheme cannot learn coefficients")
+            if new.tableau != self.scheme.tableau:
+                self.learned = nn.ParameterDict()
+            self.scheme = Scheme(new.tableau, h=self.scheme.h, learn_h=self.scheme.learn_h,
+                                 learn_params=tuple(self.learned))
+            self._structure(self.scheme)
+        self.substeps = substeps
 
     @staticmethod
     def _scaled(coeffs, h):
@@ -76,14 +99,19 @@ class RKBlock(nn.Module):
         return [ci * h for ci in c], [[a * h for a in row] for row in A], [bi * h for bi in b]
 
     def coefficients(self):
-        """(h c, h A, h b): floats, or tensors where a coefficient or h is learned."""
-        if self._static is not None:
-            return self._static
-        tableau = self.scheme.tableau
-        return self._scaled(tableau.coefficients(**dict(self.learned.items())), self.h)
+        """(h c, h A, h b) of one sub-step (h / substeps): floats, or tensors where a coefficient or h is learned."""
+        coeffs = self._static if self._static is not None else \
+            self._scaled(self.scheme.tableau.coefficients(**dict(self.learned.items())), self.h)
+        return coeffs if self.substeps == 1 else self._scaled(coeffs, 1 / self.substeps)
 
     def forward(self, y: Tensor, *args, t: float | Tensor = 0.0) -> Tensor:
-        hc, hA, hb = self.coefficients()
+        coefficients = self.coefficients()
+        for n in range(self.substeps):
+            y = self._step(y, coefficients, *args, t=t + n * (self.h / self.substeps) if n else t)
+        return y
+
+    def _step(self, y: Tensor, coefficients, *args, t: float | Tensor = 0.0) -> Tensor:
+        hc, hA, hb = coefficients
         ks: dict[int, Tensor] = {}
         out = y
         for i in range(self.stages):
@@ -109,7 +137,8 @@ class RKBlock(nn.Module):
 
     def extra_repr(self) -> str:
         h = "learned" if isinstance(self.h, nn.Parameter) else self.h
-        return f"scheme={self.scheme.name}, stages={self.stages}, h={h}"
+        sub = f", substeps={self.substeps}" if self.substeps > 1 else ""
+        return f"scheme={self.scheme.name}, stages={self.stages}, h={h}{sub}"
 
 
 def _axpy(z: Tensor, a, k: Tensor, fresh: bool) -> Tensor:

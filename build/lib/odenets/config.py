@@ -9,6 +9,8 @@ completed work.
 
 from __future__ import annotations
 
+import copy
+import functools
 import hashlib
 import json
 import os
@@ -16,6 +18,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
 
 _CHECKOUT = Path(__file__).resolve().parents[2]  # the repository, when running from a source checkout
@@ -159,4 +162,33 @@ def compose(overrides: list[str] | tuple[str, ...] = (), output_dir: str | Path 
     HydraConfig.instance().set_config(cfg)
     with open_dict(cfg):
         del cfg["hydra"]
+    return cfg
+
+
+_MISSING = object()
+
+
+@functools.cache
+def _compose_choices(choices: tuple[str, ...]) -> DictConfig:
+    return compose(list(choices))
+
+
+def compose_row(overrides: list[str]) -> DictConfig:
+    """`compose(overrides)` for the many rows of a table, composing each set of config-group choices
+    (experiment=, model=, ...) once (composition takes a few hundred ms).
+
+    Plain `key=value` overrides are then applied the way Hydra applies them after composing
+    (`OmegaConf.update(cfg, key, value, merge=True)`); anything else (+key, ~key, @package, keys not in
+    the config) goes through `compose` itself. Tested equal to `compose`.
+    """
+    parsed = OverridesParser.create().parse_overrides(list(overrides))
+    is_choice = lambda o: "." not in o.key_or_group and (CONF_DIR / o.key_or_group).is_dir()
+    values = [o for o in parsed if not is_choice(o)]
+    if any(o.is_add() or o.is_force_add() or o.is_delete() or o.package is not None for o in parsed):
+        return compose(list(overrides))
+    cfg = copy.deepcopy(_compose_choices(tuple(o.input_line for o in parsed if is_choice(o))))
+    for o in values:
+        if OmegaConf.select(cfg, o.key_or_group, default=_MISSING) is _MISSING:
+            return compose(list(overrides))
+        OmegaConf.update(cfg, o.key_or_group, o.value(), merge=True)
     return cfg

@@ -1,7 +1,7 @@
 """Our models' size and cost beside a paper table's published numbers (`src/odenets/published/*.yaml`).
 
 Each table row names the Hydra overrides that build (and train) it; the model is built exactly as
-`python train.py <overrides>` would (`config.compose`, see `compose_row`; `models.build_model`) and measured:
+`python train.py <overrides>` would (`config.compose_row`; `models.build_model`) and measured:
 * parameters: trainable parameters; with the table key `params_count: weights`, only conv/linear
   weights and other non-normalisation, non-bias parameters (learned step sizes), compared with the
   paper's `params + params_extra`. A count matches within 0.5% or when it rounds to the paper's
@@ -19,42 +19,22 @@ Each table row names the Hydra overrides that build (and train) it; the model is
 
 from __future__ import annotations
 
-import copy
-import functools
-from pathlib import Path
-
 import torch
-import yaml
-from hydra.core.override_parser.overrides_parser import OverridesParser
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from odenets.config import CONF_DIR, compose
+from odenets.config import compose_row
 from odenets.errors import ConfigError
 from odenets.memory import peak_tracker
 from odenets.models import build_model
 from odenets.models import count_params as count_trainable
+from odenets.published import load_table
 
-PUBLISHED_DIR = Path(__file__).resolve().parent / "published"
 PARAMS_TOLERANCE, FLOPS_TOLERANCE = 0.005, 0.02
 MiB = 2**20
-_MISSING = object()
 _NORMS = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm)
 _WEIGHTED = (nn.modules.conv._ConvNd, nn.Linear)
-
-
-# --------------------------------------------------------------------------- published tables
-def table_names() -> list[str]:
-    return sorted(p.stem for p in PUBLISHED_DIR.glob("*.yaml"))
-
-
-def load_table(name: str) -> dict:
-    """The published table `name` (e.g. rkcnn_table2) as a dict with `rows`."""
-    path = PUBLISHED_DIR / f"{name}.yaml"
-    if not path.is_file():
-        raise ConfigError(f"unknown table {name!r}; available: {', '.join(table_names())}")
-    return yaml.safe_load(path.read_text())
 
 
 # --------------------------------------------------------------------------- measurements
@@ -103,31 +83,6 @@ def input_shape(cfg: DictConfig) -> tuple[int, int, int, int] | None:
     """One image of the row's dataset; None for non-image data (then only parameters are counted)."""
     size = cfg.dataset.get("image_size")
     return None if size is None else (1, int(cfg.dataset.in_channels), int(size), int(size))
-
-
-@functools.cache
-def _compose_choices(choices: tuple[str, ...]) -> DictConfig:
-    return compose(list(choices))
-
-
-def compose_row(overrides: list[str]) -> DictConfig:
-    """`config.compose(overrides)`, composing each set of config-group choices (experiment=, model=, ...) once.
-
-    Plain `key=value` overrides are then applied as Hydra applies them after composition
-    (`OmegaConf.update(cfg, key, value, merge=True)`); anything else (+key, ~key, @package, unknown keys)
-    goes through `compose` itself.
-    """
-    parsed = OverridesParser.create().parse_overrides(list(overrides))
-    is_choice = lambda o: "." not in o.key_or_group and (CONF_DIR / o.key_or_group).is_dir()
-    values = [o for o in parsed if not is_choice(o)]
-    if any(o.is_add() or o.is_force_add() or o.is_delete() or o.package is not None for o in parsed):
-        return compose(list(overrides))
-    cfg = copy.deepcopy(_compose_choices(tuple(o.input_line for o in parsed if is_choice(o))))
-    for o in values:
-        if OmegaConf.select(cfg, o.key_or_group, default=_MISSING) is _MISSING:
-            return compose(list(overrides))
-        OmegaConf.update(cfg, o.key_or_group, o.value(), merge=True)
-    return cfg
 
 
 def build(cfg: DictConfig, device: str | torch.device = "cpu") -> nn.Module:

@@ -75,9 +75,8 @@ def module_digest(path: str | Path) -> str | None:
 
 def module_path(name: str) -> Path:
     """The source file of odenets module `name` in this installation."""
-    parts = name.split(".")[1:]
-    base = PACKAGE_DIR.joinpath(*parts)
-    return base / "__init__.py" if base.is_dir() else base.with_suffix(".py")
+    base = PACKAGE_DIR.joinpath(*name.split(".")[1:])
+    return base.with_suffix(".py") if base.with_suffix(".py").is_file() else base / "__init__.py"
 
 
 def imported_modules() -> dict[str, str]:

@@ -18,17 +18,29 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from odenets.model_stats import load_table
+from odenets.published import load_table
 from odenets.tables import RESULT_TABLES
 
 # The runs behind figures that no table row trains (the rows' runs feed the other figures).
+HEUNNET_SWEEPS = (
+    ("experiment=heunnet/sine", "model=lstm,phased_lstm,ode_rnn"),  # HeunNet Fig. 7-8
+    ("experiment=heunnet/sine_alpha",),  # HeunNet Sec. 6.3: the alpha sweep
+    ("experiment=heunnet/mnist_authors", "model=lstm,ode_rnn"),  # the authors' recipe, evaluated every 500 steps
+    ("experiment=heunnet/mnist", "model=ode_rnn", "scheme=euler"),  # with HeunNet: trained weights, other schemes
+)
 FIGURE_SWEEPS = (
     ("experiment=horesnet/cifar10", "dataset.autoaugment=false", "scheme=euler,midpoint", "depth=6"),  # Fig. 10
     ("experiment=horesnet/cifar10", "dataset.autoaugment=false", "scheme=euler,midpoint,rk4", "depth=10"),  # 11
     ("experiment=horesnet/lr_robustness",),  # Fig. 9: 4 schemes x 7 learning rates (hydra.sweeper.params)
-    ("experiment=heunnet/sine", "model=lstm,phased_lstm,ode_rnn"),  # HeunNet Fig. 7-8
-    ("experiment=heunnet/sine_alpha",),  # HeunNet Sec. 6.3: the alpha sweep
+    *HEUNNET_SWEEPS,
 )
+# What each budget reproduces: tables (their rows) and figure sweeps. `cpu` is what a 2-core machine
+# can run on real data in about three hours (conf/budget/cpu.yaml).
+BUDGETS = {
+    "paper": (RESULT_TABLES, FIGURE_SWEEPS),
+    "smoke": (RESULT_TABLES, FIGURE_SWEEPS),
+    "cpu": (("heunnet_results", "heunnet_table1", "rkcnn_table2", "horesnet_orderings"), HEUNNET_SWEEPS),
+}
 _PLAIN = str.maketrans("", "", "[](){},'\" ")
 
 
@@ -37,36 +49,42 @@ class Sweep:
     fixed: tuple[str, ...]  # key=value overrides shared by every job
     key: str | None = None  # the swept key
     values: tuple[str, ...] = ()
+    seeds: tuple[int, ...] | None = None  # the rows' own seeds for the budget; None: the command line's
 
     def overrides(self, budget: str, seeds: Sequence[int], launcher: str) -> list[str]:
+        seeds = self.seeds or seeds
         swept = [f"{self.key}={','.join(self.values)}"] if self.key else []
         seed = [f"seed={','.join(map(str, seeds))}"] if len(seeds) > 1 else [f"seed={seeds[0]}"]
         hydra = [f"hydra/launcher={launcher}"] if launcher != "basic" else []
         return [*self.fixed, *swept, f"budget={budget}", *seed, *hydra]
 
 
-def trained_rows(names: Sequence[str] = RESULT_TABLES) -> list[tuple[str, ...]]:
-    """Override lists of every row with a published result to reproduce (deduplicated, in order)."""
+def trained_rows(names: Sequence[str] = RESULT_TABLES, budget: str = "paper") -> list[tuple[tuple[str, ...],
+                                                                                         tuple[int, ...] | None]]:
+    """(overrides, seeds) of every row to train: those with a published result, and those marked
+    `train: true` (ours only, e.g. models the paper did not run); seeds from the row's `seeds` for the
+    budget, else None (the command line's). Deduplicated, in order."""
     seen, rows = set(), []
     for name in names:
         for row in load_table(name)["rows"]:
             pub = row.get("published") or {}
-            wanted = any(pub.get(q) is not None for q in ("accuracy", "error", "speedup_080"))
+            wanted = row.get("train") or any(pub.get(q) is not None for q in ("accuracy", "error", "speedup_080"))
             if row.get("overrides") and wanted and tuple(row["overrides"]) not in seen:
                 seen.add(tuple(row["overrides"]))
-                rows.append(tuple(row["overrides"]))
+                seeds = (row.get("seeds") or {}).get(budget)
+                rows.append((tuple(row["overrides"]), tuple(seeds) if seeds else None))
     return rows
 
 
-def pack(rows: Sequence[Sequence[str]]) -> list[Sweep]:
-    """Group rows into sweeps: rows with the same keys that differ only in one plain-valued key."""
-    by_keys: dict[tuple[str, ...], list[dict[str, str]]] = defaultdict(list)
-    for row in rows:
+def pack(rows: Sequence[tuple[Sequence[str], tuple[int, ...] | None]]) -> list[Sweep]:
+    """Group rows into sweeps: rows with the same keys and seeds that differ only in one plain-valued key."""
+    by_keys: dict[tuple, list[dict[str, str]]] = defaultdict(list)
+    for row, seeds in rows:
         parsed = dict(o.split("=", 1) for o in row)
-        by_keys[tuple(parsed)].append(parsed)
+        by_keys[(tuple(parsed), seeds)].append(parsed)
     sweeps = []
-    for keys, group in by_keys.items():
-        best = [Sweep(tuple(f"{k}={v}" for k, v in r.items())) for r in group]
+    for (keys, seeds), group in by_keys.items():
+        best = [Sweep(tuple(f"{k}={v}" for k, v in r.items()), seeds=seeds) for r in group]
         for key in keys:
             if any(r[key] != r[key].translate(_PLAIN) for r in group):
                 continue  # lists and quoted values cannot be swept with a plain comma list
@@ -75,18 +93,19 @@ def pack(rows: Sequence[Sequence[str]]) -> list[Sweep]:
                 fixed = tuple(f"{k}={v}" for k, v in r.items() if k != key)
                 buckets[fixed].append(r[key])
             if len(buckets) < len(best):
-                best = [Sweep(fixed, key, tuple(dict.fromkeys(values))) for fixed, values in buckets.items()]
+                best = [Sweep(fixed, key, tuple(dict.fromkeys(values)), seeds) for fixed, values in buckets.items()]
         sweeps += best
     return sweeps
 
 
-def plan(budget: str, seeds: Sequence[int], launcher: str, tables: Sequence[str] = RESULT_TABLES,
+def plan(budget: str, seeds: Sequence[int], launcher: str, tables: Sequence[str] | None = None,
          figures: bool = True) -> list[list[str]]:
-    """The `train.py -m` override lists to run."""
-    commands = [s.overrides(budget, seeds, launcher) for s in pack(trained_rows(tables))]
+    """The `train.py -m` override lists to run: the budget's tables (or `tables`) and figure sweeps."""
+    budget_tables, sweeps = BUDGETS[budget]
+    commands = [s.overrides(budget, seeds, launcher) for s in pack(trained_rows(tables or budget_tables, budget))]
     if figures:
         hydra = [f"hydra/launcher={launcher}"] if launcher != "basic" else []
-        commands += [[*sweep, f"budget={budget}", *hydra] for sweep in FIGURE_SWEEPS]
+        commands += [[*sweep, f"budget={budget}", *hydra] for sweep in sweeps]
     return commands
 
 

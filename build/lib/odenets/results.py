@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
+from collections.abc import Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -22,6 +24,11 @@ from odenets.config import defining_config
 from odenets.fileio import atomic_open
 
 RESULT_FILE = "result.json"
+EVAL_FILE = "eval.json"  # evaluations of a finished run (odenets.evaluate), beside its result.json
+# Results a run of each budget produced on the kind of machine its README section names, committed
+# one JSON per run (`scripts/collect_results.py`): <budget>/<run_name>.json.
+REPRODUCED = Path(__file__).resolve().parent / "reproduced"
+RUN_ROOTS = ("outputs/runs", REPRODUCED)  # where tables and figures look for runs by default
 
 
 def read_result(run_dir: str | Path) -> dict | None:
@@ -30,6 +37,14 @@ def read_result(run_dir: str | Path) -> dict | None:
         return json.loads((Path(run_dir) / RESULT_FILE).read_text())
     except (OSError, ValueError):
         return None
+
+
+def read_evaluations(run_dir: str | Path) -> list[dict]:
+    """The run's eval.json entries (odenets.evaluate), [] if none."""
+    try:
+        return json.loads((Path(run_dir) / EVAL_FILE).read_text())["evaluations"]
+    except (OSError, ValueError, KeyError):
+        return []
 
 
 def write_result(run_dir: str | Path, record: dict[str, Any]) -> None:
@@ -44,14 +59,27 @@ def _jsonable(x: Any) -> Any:
 
 
 def load_runs(*roots: str | Path) -> list[dict]:
-    """Every readable result.json under `roots` (any depth) with a config, each with `run_dir` added."""
-    runs = []
-    for root in roots:
-        for path in sorted(Path(root).rglob(RESULT_FILE)):
-            record = read_result(path.parent)
-            if record and isinstance(record.get("config"), dict):
-                runs.append({**record, "run_dir": str(path.parent)})
-    return runs
+    """Every readable run record under `roots` (any depth) with a config, each with `run_dir` added: the
+    `result.json` of run directories (with their eval.json `evaluations`), and the committed
+    `<run_name>.json` records of `REPRODUCED`. A run found twice (its directory and its committed
+    record) counts once, the most recently finished."""
+    runs: dict[str, dict] = {}
+    for root in (Path(r) for r in roots if Path(r).is_dir()):
+        for path in sorted(root.rglob("*.json")):
+            if path.name != RESULT_FILE and not path.is_relative_to(REPRODUCED):
+                continue
+            try:
+                record = json.loads(path.read_text())
+            except (OSError, ValueError):
+                continue
+            if isinstance(record, dict) and isinstance(record.get("config"), dict):
+                run = {**record, "run_dir": str(path.parent if path.name == RESULT_FILE else path)}
+                if path.name == RESULT_FILE:
+                    run["evaluations"] = read_evaluations(path.parent)
+                key = run.get("fingerprint") or run["run_dir"]
+                if key not in runs or str(run.get("finished", "")) > str(runs[key].get("finished", "")):
+                    runs[key] = run
+    return list(runs.values())
 
 
 def get(config: dict, dotted: str, default=None):
@@ -92,6 +120,46 @@ def best_of(history: list[dict], higher_is_better: dict[str, bool]) -> dict[str,
             if key not in best or (value > best[key] if higher else value < best[key]):
                 best[key] = value
     return best
+
+
+def time_to_accuracy(history: Sequence[dict], threshold: float, key: str = "train/acc") -> float | None:
+    """Training seconds (`time/train_s`) until `key` first reaches `threshold`, or None if it never does.
+
+    History entries are per epoch: the epoch's mean accuracy, stamped at the epoch's end with the
+    cumulative training time (validation excluded). Within the epoch where the threshold is crossed,
+    accuracy is taken as linear in time between the previous epoch's end and this one's; before the
+    first epoch the point is (0 s, accuracy 0).
+    """
+    prev_t, prev_acc = 0.0, 0.0
+    for entry in history:
+        t, acc = entry.get("time/train_s"), entry.get(key)
+        if t is None or acc is None or not (math.isfinite(t) and math.isfinite(acc)):
+            continue
+        if acc >= threshold:
+            return prev_t + (threshold - prev_acc) / (acc - prev_acc) * (t - prev_t)
+        prev_t, prev_acc = t, acc
+    return None
+
+
+def commits(runs: Sequence[dict]) -> str:
+    """The commits a group of runs ran at, short ("commit 1a2b3c4" or "commits 1a2b3c4, 5d6e7f8"; "+dirty"
+    when the tree had uncommitted changes)."""
+    names = sorted({(get(r, "code.commit") or "no git")[:7] + ("+dirty" if get(r, "code.dirty") else "")
+                    for r in runs})
+    return ("commit " if len(names) == 1 else "commits ") + ", ".join(names)
+
+
+def scheme_key(config: dict) -> str:
+    """The conf/scheme name of a run: `rk8_adaptive` for RK-8 with a learned step."""
+    name = get(config, "scheme.name")
+    return f"{name}_adaptive" if name == "rk8" and get(config, "scheme.learn_h") else name
+
+
+def speedup_over_euler(seconds: dict[str, tuple[str, float | None]]) -> dict[str, float | None]:
+    """label -> (scheme, seconds to a threshold) to label -> Euler's seconds over these (HO-ResNet Table 4):
+    the one rule tables and figures use; Euler is the entry whose scheme is `euler`."""
+    euler = next((t for scheme, t in seconds.values() if scheme == "euler"), None)
+    return {label: euler / t if t and euler else None for label, (_, t) in seconds.items()}
 
 
 def now() -> str:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import ast
 import decimal
+import inspect
 import math
 import operator
 from collections.abc import Callable, Mapping, Sequence
@@ -182,6 +183,48 @@ def heun_ext(alpha: float = 0.5) -> ButcherTableau:
     return make_tableau("heun_ext", family=_heun_ext, params={"alpha": float(alpha)}, **_heun_ext(float(alpha)))
 
 
+# Families that keep an order exactly for every value of their free coefficients, so learning the
+# coefficients (`scheme.learn=[c2]`) moves within the schemes of that order (Butcher 2016, Sec. 23).
+def _rk2(c2: Number = 0.5) -> dict:
+    """Every explicit 2-stage method of order 2: a21 = c2, b = [1 - 1/(2 c2), 1/(2 c2)] (c2 = 1/2 midpoint,
+    1 Heun, 2/3 Ralston)."""
+    b2 = 1 / (2 * c2)
+    return {"c": (0.0, c2), "A": ((0.0, 0.0), (c2, 0.0)), "b": (1 - b2, b2)}
+
+
+def _rk3(c2: Number = 0.5, c3: Number = 1.0) -> dict:
+    """Every explicit 3-stage method of order 3 with c2 != c3, c2 != 2/3, c2, c3 != 0 (Butcher's case I):
+    b2 = (3 c3 - 2) / (6 c2 (c3 - c2)), b3 = (2 - 3 c2) / (6 c3 (c3 - c2)), a32 = 1 / (6 b3 c2)
+    (c2 = 1/2, c3 = 1 is Kutta's rk3)."""
+    b2 = (3 * c3 - 2) / (6 * c2 * (c3 - c2))
+    b3 = (2 - 3 * c2) / (6 * c3 * (c3 - c2))
+    a32 = 1 / (6 * b3 * c2)
+    return {"c": (0.0, c2, c3), "A": ((0.0, 0.0, 0.0), (c2, 0.0, 0.0), (c3 - a32, a32, 0.0)),
+            "b": (1 - b2 - b3, b2, b3)}
+
+
+def _family(name: str, coefficients: Callable[..., dict], valid: Callable[..., str | None]):
+    def build(**params: float) -> ButcherTableau:
+        problem = valid(**params)
+        if problem:
+            raise ConfigError(f"scheme {name}: {problem}")
+        defaults = {k: v.default for k, v in inspect.signature(coefficients).parameters.items()}
+        values = {k: float(v) for k, v in {**defaults, **params}.items()}
+        return make_tableau(name, family=coefficients, params=values, **coefficients(**values))
+    return build
+
+
+def _rk2_valid(c2: float = 0.5) -> str | None:
+    return None if float(c2) != 0 else "c2=0 has no order-2 member (b2 = 1/(2 c2))"
+
+
+def _rk3_valid(c2: float = 0.5, c3: float = 1.0) -> str | None:
+    c2, c3 = float(c2), float(c3)
+    if 0 in (c2, c3) or c2 == c3 or c2 == 2 / 3:
+        return f"c2={c2:g}, c3={c3:g}: the (c2, c3) family needs c2, c3 != 0, c2 != c3 and c2 != 2/3"
+    return None
+
+
 _S6 = "sqrt(6)"
 # Verner (1978) RK8(9), 16 stages: b is the 8th-order solution (stages 1-14), b_hat the 9th-order one.
 # HO-ResNet eq. 14-15 prints several of these rounded or wrong (a54 has 208*sqrt(6), not 206*sqrt(6);
@@ -251,6 +294,9 @@ TABLEAUS: dict[str, ButcherTableau | Callable[..., ButcherTableau]] = {
     ]
 }
 TABLEAUS["heun_ext"] = heun_ext
+TABLEAUS["rk2_family"] = _family("rk2_family", _rk2, _rk2_valid)
+TABLEAUS["rk3_family"] = _family("rk3_family", _rk3, _rk3_valid)
+FAMILY_PARAMS = {"heun_ext": ("alpha",), "rk2_family": ("c2",), "rk3_family": ("c2", "c3")}
 
 
 def get_tableau(name: str, **params: float) -> ButcherTableau:
@@ -298,14 +344,15 @@ class Scheme:
         return needed_stages(*self.sparsity)
 
 
-SCHEME_KEYS = {"name", "c", "A", "b", "b_hat", "h", "learn_h", "learn_alpha", "alpha"}
+SCHEME_KEYS = {"name", "c", "A", "b", "b_hat", "h", "learn_h", "learn_alpha", "learn", "alpha", "c2", "c3"}
 
 
 def scheme_from_config(cfg: Mapping | str | ButcherTableau | Scheme) -> Scheme:
     """A `Scheme` from a `conf/scheme/*.yaml` mapping, a registered name or a tableau.
 
     A mapping with c, A and b defines a new tableau (validated here); otherwise `name` is looked up
-    in `TABLEAUS`, with `alpha` passed to a parametrised family.
+    in `TABLEAUS`, with a family's free coefficients (heun_ext: alpha; rk2_family: c2; rk3_family: c2, c3)
+    passed to it. `learn` lists the coefficients to train (`learn_alpha: true` is `learn: [alpha]`).
     """
     if isinstance(cfg, Scheme):
         return cfg
@@ -325,11 +372,20 @@ def scheme_from_config(cfg: Mapping | str | ButcherTableau | Scheme) -> Scheme:
             raise ConfigError(f"scheme {name!r}: a user tableau needs c, A and b (missing {', '.join(missing)})")
         tableau = make_tableau(name, cfg["c"], cfg["A"], cfg["b"], cfg.get("b_hat"))
     else:
-        tableau = get_tableau(name, **({"alpha": cfg["alpha"]} if cfg.get("alpha") is not None else {}))
+        given = {k: cfg[k] for k in FAMILY_PARAMS.get(name, ()) if cfg.get(k) is not None}
+        stray = [k for k in ("alpha", "c2", "c3") if cfg.get(k) is not None and k not in FAMILY_PARAMS.get(name, ())]
+        if stray:
+            raise ConfigError(f"scheme.{stray[0]} is a coefficient of another family; {name!r} takes "
+                              f"{', '.join(FAMILY_PARAMS.get(name, ())) or 'none'}")
+        tableau = get_tableau(name, **given)
     h = float(cfg.get("h", 1.0))
     if not h > 0:
         raise ConfigError(f"scheme.h={h} must be > 0")
-    learn = ("alpha",) if cfg.get("learn_alpha") else ()
-    if learn and "alpha" not in tableau.params:
+    learn = tuple(cfg.get("learn") or ()) + (("alpha",) if cfg.get("learn_alpha") else ())
+    if cfg.get("learn_alpha") and "alpha" not in tableau.params:
         raise ConfigError(f"scheme.learn_alpha=true needs a scheme with a weight alpha (heun_ext), not {name!r}")
-    return Scheme(tableau, h=h, learn_h=bool(cfg.get("learn_h", False)), learn_params=learn)
+    unknown = [p for p in learn if p not in tableau.params]
+    if unknown:
+        raise ConfigError(f"scheme.learn={list(learn)}: {name!r} has no coefficient {unknown[0]!r}; "
+                          f"its free coefficients: {', '.join(tableau.params) or 'none'}")
+    return Scheme(tableau, h=h, learn_h=bool(cfg.get("learn_h", False)), learn_params=tuple(dict.fromkeys(learn)))

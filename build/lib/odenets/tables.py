@@ -29,13 +29,16 @@ from pathlib import Path
 import pandas as pd
 from omegaconf import OmegaConf
 
-from odenets.figures.curves import time_to_accuracy
-from odenets.model_stats import compose_row, load_table, row_stats, table_names
-from odenets.results import comparison_key, load_runs
+from odenets.config import compose_row
+from odenets.model_stats import row_stats
+from odenets.provenance import stale_modules
+from odenets.published import load_table, table_names
+from odenets.results import commits, comparison_key, get, load_runs, scheme_key, speedup_over_euler, time_to_accuracy
+from odenets.stats import Comparison, spread, welch
 
 MISSING = "—"
-RESULT_TABLES = ("horesnet_table2", "horesnet_table3", "horesnet_table4", "rkcnn_table2", "rkcnn_table3",
-                 "rkcnn_table4", "rkcnn_table5", "heunnet_results", "heunnet_table1")
+RESULT_TABLES = ("horesnet_table2", "horesnet_table3", "horesnet_table4", "horesnet_orderings", "rkcnn_table2",
+                 "rkcnn_table3", "rkcnn_table4", "rkcnn_table5", "heunnet_results", "heunnet_table1")
 
 
 @dataclass
@@ -61,6 +64,7 @@ class RenderedTable:
     budget: str
     quantities: list[str]
     rows: list[tuple[str, dict[str, Cell], str | None]] = field(default_factory=list)  # (row, cells, note)
+    claims: list[tuple[dict, Comparison | None]] = field(default_factory=list)  # the paper's orderings, tested
 
 
 def train_command(row: dict, budget: str) -> str:
@@ -69,45 +73,85 @@ def train_command(row: dict, budget: str) -> str:
 
 # --------------------------------------------------------------------------- results from runs
 class RunIndex:
-    """Completed and diverged runs keyed by their experiment (the defining config without the seed)."""
+    """Completed and diverged runs keyed by their experiment (the defining config without the seed), from
+    every root (the runs under outputs/runs and the committed ones), one per fingerprint (the newest).
 
-    def __init__(self, runs_dir: str | Path) -> None:
+    A run whose code has changed since it ran (`odenets.provenance.stale_modules`) is left out and counted
+    in `stale`, unless `allow_stale`, which keeps it and marks its cells."""
+
+    def __init__(self, *roots: str | Path, allow_stale: bool = False) -> None:
         self.by_key: dict[str, list[dict]] = defaultdict(list)
-        for run in load_runs(runs_dir):
-            if run.get("status") in ("completed", "diverged"):
-                self.by_key[comparison_key(run["config"], ())].append(run)
+        self.stale: dict[str, list[dict]] = defaultdict(list)
+        self.allow_stale = allow_stale
+        for run in load_runs(*roots):
+            if run.get("status") not in ("completed", "diverged"):
+                continue
+            key = comparison_key(run["config"], ())
+            run["stale_modules"] = stale_modules(run)
+            if run["stale_modules"] and not allow_stale:
+                self.stale[key].append(run)
+            else:
+                self.by_key[key].append(run)
+
+    def _key(self, row: dict, budget: str) -> str:
+        cfg = compose_row([*row["overrides"], f"budget={budget}"])
+        return comparison_key(OmegaConf.to_container(cfg, resolve=True), ())
 
     def runs_for(self, row: dict, budget: str) -> list[dict]:
-        cfg = compose_row([*row["overrides"], f"budget={budget}"])
-        return self.by_key.get(comparison_key(OmegaConf.to_container(cfg, resolve=True), ()), [])
+        return self.by_key.get(self._key(row, budget), [])
+
+    def stale_for(self, row: dict, budget: str) -> list[dict]:
+        return self.stale.get(self._key(row, budget), [])
 
 
-def _summary(values: list[float], higher_is_better: bool) -> tuple[float, str]:
-    best = max(values) if higher_is_better else min(values)
-    if len(values) == 1:
-        return best, ""
-    return best, f"mean {statistics.mean(values):.2f} ± {statistics.stdev(values):.2f} over {len(values)} seeds"
+def row_values(row: dict, budget: str, index: RunIndex, metric: str) -> tuple[list[float], list[dict]]:
+    """The row's result per completed seed (%, best over epochs; error = 100 - accuracy), and those runs."""
+    key = row.get("metric", "test/acc")
+    runs = [r for r in index.runs_for(row, budget) if r["status"] == "completed" and key in get(r, "metrics.best", {})]
+    values = [100 * r["metrics"]["best"][key] for r in runs]
+    return ([100 - v for v in values] if metric == "error" else values), runs
 
 
 def result_cell(row: dict, budget: str, index: RunIndex, metric: str, paper: float | None) -> Cell:
-    """accuracy or error (%) of the row's runs: best over epochs, best over seeds (mean ± std noted)."""
-    key = row.get("metric", "test/acc")
+    """accuracy or error (%) of the row's runs: best over epochs, best over seeds (mean ± sample std, n),
+    with the commits they ran at and, for a shortened budget, what it shortened."""
+    values, completed = row_values(row, budget, index, metric)
     runs = index.runs_for(row, budget)
-    completed = [r for r in runs if r["status"] == "completed" and key in r.get("metrics", {}).get("best", {})]
     diverged = len([r for r in runs if r["status"] == "diverged"])
+    stale = len(index.stale_for(row, budget))
     cell = Cell(paper=paper, command=train_command(row, budget))
+    left_out = f"{stale} stale run(s) left out (--allow-stale shows them)" if stale else ""
     if not completed:
-        cell.source = f"{diverged} diverged run(s)" if diverged else ""
+        cell.source = "; ".join(s for s in (f"{diverged} diverged run(s)" if diverged else "", left_out) if s)
         return cell
-    values = [100 * r["metrics"]["best"][key] for r in completed]
-    if metric == "error":
-        values = [100 - v for v in values]
-    cell.ours, spread = _summary(values, higher_is_better=metric != "error")
+    summary = spread(values, higher_is_better=metric != "error")
+    cell.ours = summary.best
     epochs = {r.get("epochs") for r in completed}
-    cell.source = "; ".join(s for s in (f"runs ({budget}, {'/'.join(map(str, sorted(epochs)))} epochs, best over "
-                                         f"epochs)", spread, f"{diverged} diverged" if diverged else "") if s)
+    note = get(completed[0], "config.budget.note")
+    marked = sum(bool(r.get("stale_modules")) for r in completed)
+    parts = (f"runs ({budget}{': ' + note if note and budget != 'paper' else ''}; "
+             f"{'/'.join(map(str, sorted(epochs)))} epochs, best over epochs)",
+             summary.describe() if summary.n > 1 else "1 seed", commits(completed),
+             f"{diverged} diverged" if diverged else "", f"STALE: {marked} run(s) ran older code" if marked else "",
+             left_out)
+    cell.source = "; ".join(s for s in parts if s)
     cell.command = None
     return cell
+
+
+def claims(table: dict, budget: str, index: RunIndex) -> list[tuple[dict, Comparison | None]]:
+    """The orderings a table claims (`claims`: better row, worse row), each with Welch's comparison of our
+    seeds (None where a side has no runs)."""
+    rows = {r["row"]: r for r in table["rows"]}
+    metric = table.get("metric", "accuracy")
+    out = []
+    for claim in table.get("claims", ()):
+        a, _ = row_values(rows[claim["better"]], budget, index, metric)
+        b, _ = row_values(rows[claim["worse"]], budget, index, metric)
+        if metric == "error":
+            a, b = b, a  # lower error is better: compare the worse row's error minus the better's
+        out.append((claim, welch(a, b) if a and b else None))
+    return out
 
 
 # --------------------------------------------------------------------------- counted quantities
@@ -140,13 +184,13 @@ def speedup_cells(table: dict, budget: str, index: RunIndex) -> dict[str, dict[s
         runs = [r for r in index.runs_for(row, budget) if r["status"] == "completed"]
         seconds[row["row"]] = {q: _mean([time_to_accuracy(r["history"], th) for r in runs])
                                for q, th in (("speedup_080", 0.80), ("speedup_085", 0.85))}
-    euler = seconds[table["rows"][0]["row"]]
-    out = {}
-    for row in table["rows"]:
-        out[row["row"]] = {}
-        for q in ("speedup_080", "speedup_085"):
-            t, base = seconds[row["row"]][q], euler[q]
-            ours = base / t if t and base else None
+    schemes = {row["row"]: scheme_key(OmegaConf.to_container(compose_row(row["overrides"]), resolve=True))
+               for row in table["rows"]}
+    out = {row["row"]: {} for row in table["rows"]}
+    for q in ("speedup_080", "speedup_085"):
+        speedups = speedup_over_euler({name: (schemes[name], seconds[name][q]) for name in seconds})
+        for row in table["rows"]:
+            ours = speedups[row["row"]]
             out[row["row"]][q] = Cell(ours, row["published"].get(q), f"runs ({budget}): Euler's training seconds / "
                                       "this scheme's" if ours else "", None if ours else train_command(row, budget))
     return out
@@ -224,6 +268,8 @@ def render(name: str, budget: str = "paper", index: RunIndex | None = None, benc
                 if pub.get(f"{q}_mean") is not None:
                     cells[q].paper_spread = f"{pub[f'{q}_mean']} ± {pub.get(f'{q}_std')}"
         out.rows.append((row["row"], cells, row.get("note")))
+    if index is not None:
+        out.claims = claims(table, budget, index)
     return out
 
 
@@ -286,6 +332,12 @@ def to_markdown(t: RenderedTable) -> str:
     lines += ["", "Sources: " + "; ".join(sources) if sources else ""]
     if any(c.agrees is not None for _, cells, _ in t.rows for c in cells.values()):
         lines += ["", "✓ / ✗: within 0.5% (params; or equal at the paper's rounding) or 2% (FLOPs), or not."]
+    if t.claims:
+        lines += ["", "Orderings the paper claims, on our runs (mean difference in points, 95% Welch interval over "
+                      "seeds):"]
+        for claim, comparison in t.claims:
+            verdict = comparison.describe() if comparison else "no runs yet"
+            lines.append(f"- {claim['better']} above {claim['worse']}: {verdict}")
     if notes:
         lines += ["", "Notes:", *notes]
     if commands:
@@ -304,13 +356,18 @@ def to_latex(t: RenderedTable) -> str:
     return pivot.to_latex(caption=f"{t.title} (ours / paper, budget: {t.budget})", label=f"tab:{t.name}")
 
 
-def write_all(out_dir: str | Path, budget: str = "paper", runs_dir: str | Path = "outputs/runs",
+def write_all(out_dir: str | Path, budget: str = "paper", runs_dirs: tuple[str | Path, ...] = ("outputs/runs",),
               bench_path: str | Path = "outputs/bench/bench.json", names: tuple[str, ...] = RESULT_TABLES,
-              memory: bool = True, log: Callable[[str], None] = print) -> list[RenderedTable]:
+              memory: bool = True, log: Callable[[str], None] = print,
+              allow_stale: bool = False) -> list[RenderedTable]:
     """Markdown, CSV and LaTeX of every table under `out_dir`; one `tables.csv` with all cells."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    index = RunIndex(runs_dir)
+    index = RunIndex(*runs_dirs, allow_stale=allow_stale)
+    stale = sum(len(v) for v in index.stale.values())
+    if stale:
+        log(f"warning: {stale} run(s) ran code that has changed since (a module they imported differs); their cells "
+            f"are left out (--allow-stale shows them, marked STALE; force=true reruns them)")
     bench = json.loads(Path(bench_path).read_text()) if Path(bench_path).is_file() else None
     rendered, frames = [], []
     for name in names:

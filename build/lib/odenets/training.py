@@ -30,10 +30,18 @@ from odenets.validation import validate
 CHECKPOINTS = "checkpoints"
 log = logging.getLogger("odenets")
 
-# Lightning's advertising and deprecation chatter says nothing about the run.
-logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(lambda r: "litlogger" not in r.getMessage())
-warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
-warnings.filterwarnings("ignore", message=r"The number of training batches .* is smaller than the logging interval")
+def quiet_lightning(info: bool = True) -> None:
+    """Silence Lightning's advertising and deprecation chatter, which says nothing about the run (and, with
+    `info=False`, its GPU/TPU availability lines too)."""
+    chatter = logging.getLogger("lightning.pytorch.utilities.rank_zero")
+    chatter.addFilter(lambda r: "litlogger" not in r.getMessage())
+    if not info:
+        chatter.setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
+    warnings.filterwarnings("ignore", message=r"The number of training batches .* is smaller than the logging interval")
+
+
+quiet_lightning()
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -64,7 +72,9 @@ class RandomState(L.Callback):
 
 
 class History(L.Callback):
-    """Per-epoch metrics with cumulative training time; saved in checkpoints so resumes keep it."""
+    """Metrics after every evaluation (once per epoch, or every `trainer.val_check_interval` steps), with
+    the epoch (fractional between epoch ends), optimiser step, learning rate and cumulative training time;
+    saved in checkpoints so resumes keep it."""
 
     def __init__(self) -> None:
         self.epochs: list[dict] = []
@@ -78,8 +88,17 @@ class History(L.Callback):
         self._pause()
 
     def on_validation_end(self, trainer, pl_module) -> None:
-        if trainer.training:
-            self._epoch_start = time.perf_counter()
+        if trainer.sanity_checking or trainer.state.fn != "fit":
+            return
+        batches = trainer.num_training_batches
+        done = trainer.fit_loop.epoch_loop.batch_progress.current.completed
+        epoch = trainer.current_epoch + (min(done, batches) / batches if batches and done < batches else 1)
+        entry = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
+        entry.update({"epoch": round(epoch, 4) if epoch % 1 else int(epoch), "step": trainer.global_step,
+                      "time/train_s": round(self.train_seconds, 3),
+                      "lr": trainer.optimizers[0].param_groups[0]["lr"] if trainer.optimizers else None})
+        self.epochs.append(entry)
+        self._epoch_start = time.perf_counter()
 
     def _pause(self) -> None:
         if self._epoch_start is not None:
@@ -88,11 +107,6 @@ class History(L.Callback):
 
     def on_train_epoch_end(self, trainer, pl_module) -> None:
         self._pause()
-        entry = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
-        entry.update({"epoch": trainer.current_epoch + 1, "step": trainer.global_step,
-                      "time/train_s": round(self.train_seconds, 3),
-                      "lr": trainer.optimizers[0].param_groups[0]["lr"] if trainer.optimizers else None})
-        self.epochs.append(entry)
 
     def state_dict(self) -> dict:
         return {"epochs": self.epochs, "train_seconds": self.train_seconds}

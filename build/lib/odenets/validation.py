@@ -71,6 +71,48 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "scheduler.gamma": (_number(lambda v: 0 < v <= 1), "a number in (0, 1]"),
     "trainer.max_epochs": (_int(1), "an integer >= 1"),
     "trainer.accelerator": (_one_of("cpu", "gpu", "cuda", "mps", "auto"), "cpu, gpu, cuda, mps or auto"),
+    "trainer.gradient_clip_val": (_optional(_number(lambda v: v > 0)), "null or a number > 0"),
+    "trainer.val_check_interval": (_optional(_number(lambda v: v > 0)), "null, a fraction of an epoch or a "
+                                                                         "number of steps > 0"),
+    "trainer.accumulate_grad_batches": (_int(1), "an integer >= 1"),
+    "trainer.log_every_n_steps": (_int(1), "an integer >= 1"),
+    "optimizer.nesterov": (_bool, "true or false"),
+    "scheduler.milestones": (lambda v: isinstance(v, (list, tuple)) and all(_int(1)(m) for m in v)
+                             and list(v) == sorted(v), "an increasing list of epochs >= 1"),
+    # recurrent models
+    "model.hidden_size": (_int(1), "an integer >= 1"),
+    "model.num_layers": (_int(1), "an integer >= 1"),
+    "model.chunk": (_int(1), "an integer >= 1 (input steps read as one)"),
+    "model.timescale": (_int(2), "an integer >= 2 (steps; chrono initialisation)"),
+    "model.trim_padding": (_bool, "true or false"),
+    "model.fused": (_bool, "true or false"),
+    "model.input_scale": (_number(lambda v: v > 0), "a number > 0"),
+    "model.r_on": (_number(lambda v: 0 < v <= 1), "a number in (0, 1]"),
+    "model.leak": (_number(lambda v: v >= 0), "a number >= 0"),
+    # RKCNN-framework and ODE models
+    "model.dropout": (_number(lambda v: 0 <= v < 1), "a number in [0, 1)"),
+    "model.tol": (_number(lambda v: v > 0), "a number > 0 (solver tolerance)"),
+    "model.steps": (lambda v: _int(1)(v) or (isinstance(v, (list, tuple)) and all(_int(1)(x) for x in v)),
+                    "an integer >= 1, or a list of them per period"),
+    "model.attention": (_bool, "true or false"),
+    "model.multiscale": (_bool, "true or false"),
+    "model.norm": (_one_of("batch", "group"), "batch or group"),
+    # data
+    "dataset.test_fraction": (_number(lambda v: 0 < v < 1), "a number in (0, 1)"),
+    "dataset.split_seed": (_int(0), "an integer >= 0"),
+    "dataset.split": (_one_of("random", "inter_patient"), "random or inter_patient"),
+    "dataset.fs": (_int(1), "an integer >= 1 (Hz)"),
+    "dataset.window_s": (_number(lambda v: v > 0), "a number > 0 (seconds)"),
+    "dataset.rr_factor": (_number(lambda v: v > 0), "a number > 0"),
+    "dataset.beat_length": (_int(1), "an integer >= 1 (samples)"),
+    "dataset.cache": (_bool, "true or false"),
+    "dataset.extra": (_bool, "true or false"),
+    "dataset.dt": (_number(lambda v: v > 0), "a number > 0"),
+    "dataset.window": (_int(1), "an integer >= 1 (samples)"),
+    "dataset.length_pi": (_number(lambda v: v > 0), "a number > 0"),
+    "dataset.train_fraction": (_number(lambda v: 0 < v < 1), "a number in (0, 1)"),
+    "dataset.tolerance": (_number(lambda v: v > 0), "a number > 0"),
+    "dataset.horizon": (_optional(_int(1)), "null or an integer >= 1"),
 }
 
 

@@ -74,7 +74,7 @@ class ForecastTask(Task):
             return
         generated = generate(self.net, self.seed_window, len(self.target))
         self.log_dict(free_run_scores(generated, self.target, self.tolerance), sync_dist=True)  # equal on all ranks
-        if self.trainer.is_global_zero and self.trainer.state.fn == "fit":
+        if self.trainer.is_global_zero:
             self.save_generated(generated)
 
     def save_generated(self, generated: Tensor) -> None:

@@ -12,7 +12,7 @@ from odenets.data.vision import VisionDataModule
 from odenets.errors import ConfigError
 
 DATASETS: dict[str, type[TensorDataModule]] = {
-    name: VisionDataModule for name in ("digits", "mnist", "cifar10", "cifar100", "svhn")
+    name: VisionDataModule for name in ("digits", "mnist", "fashion_mnist", "cifar10", "cifar100", "svhn")
 }
 DATASETS["mitbih"] = MITBIHDataModule
 DATASETS["mitbih_csv"] = MITBIHCSVDataModule

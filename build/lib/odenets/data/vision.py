@@ -1,5 +1,6 @@
-"""Image classification data: CIFAR-10/100, SVHN and MNIST through torchvision, and
-scikit-learn's bundled 8x8 digits.
+"""Image classification data: CIFAR-10/100, SVHN, MNIST and Fashion-MNIST through torchvision, and
+scikit-learn's bundled 8x8 digits. Fashion-MNIST (Xiao et al. 2017) is not in the papers: a real image
+task harder than MNIST and small enough for a CPU, for checking HO-ResNet's orderings without CIFAR.
 
 The torchvision dataset classes download (when online) and verify the files (CIFAR and SVHN
 against their published MD5 sums); their arrays are then kept in memory as uint8 tensors and
@@ -37,9 +38,11 @@ def _svhn(root: Path, train: bool, download: bool, extra: bool) -> Split:
                  torch.cat([torch.from_numpy(p.labels.astype(np.int64)) for p in parts]))
 
 
-def _mnist(root: Path, train: bool, download: bool, extra: bool) -> Split:
-    ds = datasets.MNIST(str(root), train=train, download=download)
-    return Split(ds.data.unsqueeze(1).contiguous(), ds.targets.clone())
+def _idx(cls):
+    def load(root: Path, train: bool, download: bool, extra: bool) -> Split:
+        ds = cls(str(root), train=train, download=download)
+        return Split(ds.data.unsqueeze(1).contiguous(), ds.targets.clone())
+    return load
 
 
 # name -> (loader, the files it expects under the data root)
@@ -47,7 +50,8 @@ SOURCES = {
     "cifar10": (_cifar(datasets.CIFAR10), "cifar-10-batches-py/{data_batch_1..5,test_batch,batches.meta}"),
     "cifar100": (_cifar(datasets.CIFAR100), "cifar-100-python/{train,test,meta}"),
     "svhn": (_svhn, "svhn/{train,test}_32x32.mat (and extra_32x32.mat with dataset.extra=true)"),
-    "mnist": (_mnist, "MNIST/raw/{train,t10k}-{images-idx3,labels-idx1}-ubyte"),
+    "mnist": (_idx(datasets.MNIST), "MNIST/raw/{train,t10k}-{images-idx3,labels-idx1}-ubyte"),
+    "fashion_mnist": (_idx(datasets.FashionMNIST), "FashionMNIST/raw/{train,t10k}-{images-idx3,labels-idx1}-ubyte"),
 }
 
 
@@ -77,7 +81,7 @@ def first_bad_file(name: str, root: Path, extra: bool = False) -> str | None:
         checks = [(root / "svhn" / datasets.SVHN.split_list[s][1], datasets.SVHN.split_list[s][2])
                   for s in ("train", "test", *(("extra",) if extra else ()))]
     else:
-        return _bad_idx_file(root / "MNIST" / "raw")
+        return _bad_idx_file(root / ("FashionMNIST" if name == "fashion_mnist" else "MNIST") / "raw")
     for path, md5 in checks:
         if not path.is_file():
             return f"{path} is missing"
@@ -113,7 +117,7 @@ def _digits() -> tuple[Split, Split]:
 
 
 class VisionDataModule(TensorDataModule):
-    """cifar10, cifar100, svhn (optionally with `extra`), mnist and digits."""
+    """cifar10, cifar100, svhn (optionally with `extra`), mnist, fashion_mnist and digits."""
 
     def __init__(self, name: str, root: str = "data", crop_padding: int = 0, flip: bool = False,
                  autoaugment: bool = False, autoaugment_group: int = 1, mean=(0.5,), std=(0.5,),

@@ -10,10 +10,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import yaml
 from matplotlib.figure import Figure
 
-PUBLISHED_DIR = Path(__file__).resolve().parents[1] / "published"
+# HO-ResNet Figs. 4 and 8: depth -> (figure, schemes), the one list the Makefile, reproduce and figures use.
+LANDSCAPE_FIGURES = {18: ("horesnet_fig4", "euler,midpoint,rk4"), 58: ("horesnet_fig8", "euler,midpoint,rk4,rk8")}
+
+
+def landscape_command(depth: int, dataset: str = "cifar10") -> str:
+    """The command computing one landscape figure's inputs."""
+    return f"python scripts/landscape.py --depth {depth} --schemes {LANDSCAPE_FIGURES[depth][1]} --dataset {dataset}"
+
 
 SCHEME_ORDER = ("euler", "midpoint", "heun", "ralston", "rk3", "rk4", "rk4_38", "dopri5", "rk8")
 SCHEME_LABELS = {"euler": "Euler", "midpoint": "Midpoint", "heun": "Heun", "rk4": "RK-4", "rk8": "RK-8"}
@@ -26,11 +32,6 @@ def scheme_label(name: str) -> str:
 def scheme_rank(name: str) -> int:
     """Position in the papers' order (lower order first); unknown schemes last."""
     return SCHEME_ORDER.index(name) if name in SCHEME_ORDER else len(SCHEME_ORDER)
-
-
-def load_published(name: str) -> dict:
-    """A published table (`src/odenets/published/<name>.yaml`): paper, table, title, source, rows."""
-    return yaml.safe_load((PUBLISHED_DIR / f"{name}.yaml").read_text())
 
 
 def save(fig: Figure, out_dir: str | Path, name: str) -> list[Path]:

@@ -22,9 +22,10 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from odenets.figures import load_published
-from odenets.figures.runs import by_label, run_label, scheme_key
-from odenets.results import get
+from odenets.figures.runs import by_label, run_label
+from odenets.published import load_table
+from odenets.results import get, scheme_key, speedup_over_euler, time_to_accuracy
+from odenets.stats import band
 
 HORESNET_PANELS = (("train accuracy", ("train/acc",)), ("train loss", ("train/loss",)),
                    ("test accuracy", ("test/acc",)), ("test loss", ("test/loss",)))
@@ -35,11 +36,11 @@ THRESHOLDS = (0.80, 0.85)
 
 
 def mean_std(runs: Sequence[dict], key: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(epochs, mean, std) of `key` over the runs, on the epochs every run reached."""
+    """(epochs, mean, sample std) of `key` over the runs, on the epochs every run reached (`odenets.stats.band`)."""
     length = min(len(run["history"]) for run in runs)
     values = np.array([[entry.get(key, np.nan) for entry in run["history"][:length]] for run in runs], dtype=float)
     epochs = np.array([entry["epoch"] for entry in runs[0]["history"][:length]])
-    return epochs, values.mean(axis=0), values.std(axis=0)
+    return (epochs, *band(values))
 
 
 def legend_label(label: str, runs: Sequence[dict]) -> str:
@@ -73,28 +74,9 @@ def plot_curves(runs: Sequence[dict], panels=HORESNET_PANELS, ncols: int = 2, ti
     return fig
 
 
-def time_to_accuracy(history: Sequence[dict], threshold: float, key: str = "train/acc") -> float | None:
-    """Training seconds (`time/train_s`) until `key` first reaches `threshold`, or None if it never does.
-
-    History entries are per epoch: the epoch's mean accuracy, stamped at the epoch's end with the
-    cumulative training time (validation excluded). Within the epoch where the threshold is crossed,
-    accuracy is taken as linear in time between the previous epoch's end and this one's; before the
-    first epoch the point is (0 s, accuracy 0).
-    """
-    prev_t, prev_acc = 0.0, 0.0
-    for entry in history:
-        t, acc = entry.get("time/train_s"), entry.get(key)
-        if t is None or acc is None or not (math.isfinite(t) and math.isfinite(acc)):
-            continue
-        if acc >= threshold:
-            return prev_t + (threshold - prev_acc) / (acc - prev_acc) * (t - prev_t)
-        prev_t, prev_acc = t, acc
-    return None
-
-
 def published_speedups() -> dict[str, dict]:
     """conf/scheme name -> HO-ResNet Table 4's published row (speedup_080, speedup_085, ...)."""
-    rows = load_published("horesnet_table4")["rows"]
+    rows = load_table("horesnet_table4")["rows"]
     scheme_of = lambda row: next(o.split("=", 1)[1] for o in row["overrides"] if o.startswith("scheme="))
     return {scheme_of(row): row["published"] for row in rows}
 
@@ -108,9 +90,10 @@ def time_to_accuracy_rows(runs: Sequence[dict], thresholds: Sequence[float] = TH
             reached = [t for run in group if (t := time_to_accuracy(run["history"], threshold)) is not None]
             times[threshold] = float(np.mean(reached)) if reached else None
         rows.append({"label": label, "scheme": scheme_key(group[0]["config"]), "runs": len(group), "seconds": times})
-    euler = next((row["seconds"] for row in rows if row["scheme"] == "euler"), {})
-    for row in rows:
-        row["speedup"] = {th: euler[th] / t if t and euler.get(th) else None for th, t in row["seconds"].items()}
+    for threshold in thresholds:
+        speedups = speedup_over_euler({row["label"]: (row["scheme"], row["seconds"][threshold]) for row in rows})
+        for row in rows:
+            row.setdefault("speedup", {})[threshold] = speedups[row["label"]]
     return rows
 
 
@@ -139,10 +122,31 @@ def plot_time_to_accuracy(runs: Sequence[dict], thresholds: Sequence[float] = TH
     return fig
 
 
-def latest_generated(run_dir: str | Path) -> dict[str, np.ndarray] | None:
-    """The last epoch's free run saved by the forecast task (`generated/epoch_NNN.npz`: times, seed,
-    target, generated), or None."""
-    files = sorted(Path(run_dir, "generated").glob("epoch_*.npz"))
+def plot_accuracy_vs_depth(runs: Sequence[dict], key: str = "test/acc", title: str = "") -> Figure:
+    """Best `key` over epochs against depth, one line per scheme: mean over seeds with +-1 sample std bars."""
+    fig = Figure(figsize=(6, 4), layout="constrained")
+    ax = fig.subplots()
+    for i, (label, group) in enumerate(by_label([run for run in runs if get(run, f"metrics.best.{key}")]).items()):
+        by_depth: dict[int, list[float]] = {}
+        for run in group:
+            by_depth.setdefault(int(get(run["config"], "model.depth")), []).append(100 * run["metrics"]["best"][key])
+        depths = sorted(by_depth)
+        means, stds = zip(*(band(np.array(by_depth[d])) for d in depths), strict=True)
+        ax.errorbar(depths, means, yerr=stds, marker="o", capsize=3, color=f"C{i % 10}",
+                    label=legend_label(label, group))
+    ax.set(xlabel="depth (weight layers)", ylabel=f"best {key} (%)", title=title)
+    ax.title.set_fontsize(9)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return fig
+
+
+def latest_generated(run: dict) -> dict[str, np.ndarray] | None:
+    """The last epoch's free run of a sine-task run (times, seed, target, generated, epoch), or None: kept
+    inline by committed records, else the forecast task's `<run dir>/generated/epoch_NNN.npz`."""
+    if run.get("generated"):
+        return {k: np.asarray(v) if isinstance(v, list) else v for k, v in run["generated"].items()}
+    files = sorted(Path(run["run_dir"], "generated").glob("epoch_*.npz"))
     if not files:
         return None
     with np.load(files[-1]) as z:
@@ -152,7 +156,7 @@ def latest_generated(run_dir: str | Path) -> dict[str, np.ndarray] | None:
 def plot_generated_waves(runs: Sequence[dict], title: str = "") -> Figure:
     """One panel per model: the true wave (seed window, then the continuation) and the generated one."""
     ordered = [run for group in by_label(runs).values() for run in group]
-    waves = [(run, wave) for run in ordered if (wave := latest_generated(run["run_dir"])) is not None]
+    waves = [(run, wave) for run in ordered if (wave := latest_generated(run)) is not None]
     fig = Figure(figsize=(9, 2.2 * len(waves)), layout="constrained")
     for ax, (run, wave) in zip(fig.subplots(len(waves), 1, squeeze=False)[:, 0], waves, strict=True):
         times, n_seed = wave["times"], len(wave["seed"])

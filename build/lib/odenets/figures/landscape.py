@@ -25,8 +25,9 @@ from matplotlib.colors import LogNorm
 from matplotlib.figure import Figure
 from torch import Tensor, nn
 
-from odenets.figures import load_published, scheme_label, scheme_rank
+from odenets.figures import scheme_label, scheme_rank
 from odenets.fileio import atomic_open
+from odenets.published import load_table
 
 PUBLISHED = "horesnet_landscapes"
 
@@ -106,7 +107,7 @@ def load_landscape(path: str | Path) -> dict:
 
 def published_ranges() -> dict[tuple[str, int], tuple[float, float]]:
     """(scheme, depth) -> the (min, max) loss of the paper's Fig. 4 / Fig. 8 caption."""
-    rows = load_published(PUBLISHED)["rows"]
+    rows = load_table(PUBLISHED)["rows"]
     return {(r["scheme"], r["depth"]): (r["published"]["loss_min"], r["published"]["loss_max"]) for r in rows}
 
 

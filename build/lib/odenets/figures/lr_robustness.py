@@ -16,8 +16,8 @@ import numpy as np
 from matplotlib import colormaps
 from matplotlib.figure import Figure
 
-from odenets.figures.runs import by_label, scheme_key
-from odenets.results import get
+from odenets.figures.runs import by_label
+from odenets.results import get, scheme_key
 
 PAPER_LARGEST_CONVERGED_LR = {"euler": 0.1, "midpoint": 0.2, "rk4": 0.23, "rk8": 0.4}
 

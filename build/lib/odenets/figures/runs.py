@@ -65,9 +65,3 @@ def by_label(runs: Sequence[dict]) -> dict[str, list[dict]]:
         groups[run_label(run["config"])].append(run)
     order = lambda item: (scheme_rank(get(item[1][0]["config"], "scheme.name", "")), item[0])
     return dict(sorted(groups.items(), key=order))
-
-
-def scheme_key(config: dict) -> str:
-    """The conf/scheme name of a run: `rk8_adaptive` for RK-8 with a learned step."""
-    name = get(config, "scheme.name")
-    return f"{name}_adaptive" if name == "rk8" and get(config, "scheme.learn_h") else name

@@ -220,19 +220,22 @@ class ODERNNLayer(nn.Module):
         self.step = RKBlock(scheme, lambda: TRANSITIONS[cell](input_size, hidden_size), stage_weights="shared")
         self.hidden_size, self.fused = hidden_size, fused
         self.state_size = self.step.F[0].state_size
-        self.structure = Structure(self.step.deps, self.step.outs)
 
     @property
     def cell(self) -> nn.Module:
         return self.step.F[0]
 
     def forward(self, x: Tensor) -> Tensor:
-        """(B, T, F) -> hidden states h_1..h_T, (B, T, H)."""
-        F = self.cell
+        """(B, T, F) -> hidden states h_1..h_T, (B, T, H). With `step.substeps` = n (test-time integration),
+        each input is held for n sub-steps of h / n and the state after the n-th is the step's output."""
+        F, n = self.cell, self.step.substeps
         if self.fused:
             _, hA, hb = self.step.coefficients()
-            return rk_scan(F.kernel, F.fused_inputs(x), coefficient_tensor(hA), coefficient_tensor(hb), self.structure,
-                           self.state_size, F.fused_params())
+            u = F.fused_inputs(x)
+            hidden = rk_scan(F.kernel, u if n == 1 else u.repeat_interleave(n, dim=1), coefficient_tensor(hA),
+                             coefficient_tensor(hb), Structure(self.step.deps, self.step.outs), self.state_size,
+                             F.fused_params())
+            return hidden if n == 1 else hidden[:, n - 1::n]
         s = x.new_zeros(x.shape[0], self.state_size)
         hidden = []
         for u in F.inputs(x).unbind(1):
@@ -315,18 +318,26 @@ class TorchRecurrent(nn.Module):
 
 
 class RecurrentNet(nn.Module):
-    """Input read as a sequence -> recurrent layers -> linear head on the last hidden state (with
-    `trim_padding`, on the state at each sequence's last nonzero step: a zero-padded signal's real end)."""
+    """Input read as a sequence (times `input_scale`) -> recurrent layers -> linear head on the last hidden
+    state (with `trim_padding`, on the state at each sequence's last nonzero step: a zero-padded signal's
+    real end).
+
+    `input_scale` is a fixed gain on the inputs. Under Adam it acts like a larger initialisation *and*
+    learning rate of the input weights: with one feature in [0, 1] per step (ECG beats) and torch's
+    U(+-1/sqrt(H)) weights, the input moves each gate by less than 0.1 and the models stay at the
+    majority class for epochs (README, "ECG: what makes recurrent models learn").
+    """
 
     def __init__(self, layers: nn.Module, hidden_size: int, num_outputs: int, read: str, chunk: int = 1,
-                 trim_padding: bool = False) -> None:
+                 trim_padding: bool = False, input_scale: float = 1.0) -> None:
         super().__init__()
-        self.read, self.chunk, self.trim_padding = read, chunk, trim_padding
+        self.read, self.chunk, self.trim_padding, self.input_scale = read, chunk, trim_padding, float(input_scale)
         self.layers = layers
         self.head = nn.Linear(hidden_size, num_outputs)
 
     def forward(self, x: Tensor) -> Tensor:
-        hidden = self.layers(as_sequence(x, self.read, self.chunk))
+        seq = as_sequence(x, self.read, self.chunk)
+        hidden = self.layers(seq if self.input_scale == 1 else seq * self.input_scale)
         if self.trim_padding:
             return self.head(hidden[torch.arange(len(x), device=x.device), last_valid_step(x, self.read, self.chunk)])
         return self.head(hidden[:, -1])
@@ -341,18 +352,19 @@ def _sizes(hidden_size: int, num_layers: int, in_channels: int, image_size: int 
 
 
 def _network(layers: list[nn.Module], cells: list[nn.Module], hidden_size: int, num_outputs: int, read: str, chunk: int,
-             trim_padding: bool, gate_init_mode: str, timescale: int) -> RecurrentNet:
+             trim_padding: bool, input_scale: float, gate_init_mode: str, timescale: int) -> RecurrentNet:
     """The net around `layers`, with the gate biases of `cells` set by `gate_init_mode`."""
     for cell in cells:
         gate_init(cell, gate_init_mode, timescale)
     stack = layers[0] if len(layers) == 1 and isinstance(layers[0], TorchRecurrent) else nn.Sequential(*layers)
-    return RecurrentNet(stack, hidden_size, num_outputs, read, chunk, trim_padding)
+    return RecurrentNet(stack, hidden_size, num_outputs, read, chunk, trim_padding, input_scale)
 
 
 @register_model
 def ode_rnn(scheme: Scheme | Mapping | str = "heun", cell: str = "lstm", hidden_size: int = 128, num_layers: int = 1,
             num_outputs: int = 10, in_channels: int = 1, image_size: int | None = None, read: str = "rows",
-            chunk: int = 1, trim_padding: bool = False, gate_init: str = "torch", timescale: int = 100,
+            chunk: int = 1, trim_padding: bool = False, input_scale: float = 1.0,
+            gate_init: str = "torch", timescale: int = 100,
             fused: bool = True) -> RecurrentNet:
     """HeunNet (`scheme=heun`), ExtendedHeunNet (`heun_ext`), residual RNN (`euler`), or any tableau."""
     if cell == "rnn" and gate_init != "torch":
@@ -360,37 +372,39 @@ def ode_rnn(scheme: Scheme | Mapping | str = "heun", cell: str = "lstm", hidden_
     layers = [ODERNNLayer(scheme, cell, n_in, hidden_size, fused)
               for n_in in _sizes(hidden_size, num_layers, in_channels, image_size, read, chunk)]
     cells = [layer.cell.cell for layer in layers if cell != "rnn"]
-    return _network(layers, cells, hidden_size, num_outputs, read, chunk, trim_padding, gate_init, timescale)
+    return _network(layers, cells, hidden_size, num_outputs, read, chunk, trim_padding, input_scale, gate_init,
+                    timescale)
 
 
 @register_model
 def lstm(hidden_size: int = 128, num_layers: int = 1, num_outputs: int = 10, in_channels: int = 1,
          image_size: int | None = None, read: str = "rows", chunk: int = 1, trim_padding: bool = False,
-         gate_init: str = "torch", timescale: int = 100) -> RecurrentNet:
+         input_scale: float = 1.0, gate_init: str = "torch", timescale: int = 100) -> RecurrentNet:
     """torch's LSTM (oneDNN/cuDNN kernels)."""
     n_in = _sizes(hidden_size, num_layers, in_channels, image_size, read, chunk)[0]
     rnn = nn.LSTM(n_in, hidden_size, num_layers, batch_first=True)
-    return _network([TorchRecurrent(rnn)], [rnn], hidden_size, num_outputs, read, chunk, trim_padding, gate_init,
-                    timescale)
+    return _network([TorchRecurrent(rnn)], [rnn], hidden_size, num_outputs, read, chunk, trim_padding, input_scale,
+                    gate_init, timescale)
 
 
 @register_model
 def gru(hidden_size: int = 128, num_layers: int = 1, num_outputs: int = 10, in_channels: int = 1,
         image_size: int | None = None, read: str = "rows", chunk: int = 1, trim_padding: bool = False,
-        gate_init: str = "torch", timescale: int = 100) -> RecurrentNet:
+        input_scale: float = 1.0, gate_init: str = "torch", timescale: int = 100) -> RecurrentNet:
     """torch's GRU (oneDNN/cuDNN kernels)."""
     n_in = _sizes(hidden_size, num_layers, in_channels, image_size, read, chunk)[0]
     rnn = nn.GRU(n_in, hidden_size, num_layers, batch_first=True)
-    return _network([TorchRecurrent(rnn)], [rnn], hidden_size, num_outputs, read, chunk, trim_padding, gate_init,
-                    timescale)
+    return _network([TorchRecurrent(rnn)], [rnn], hidden_size, num_outputs, read, chunk, trim_padding, input_scale,
+                    gate_init, timescale)
 
 
 @register_model
 def phased_lstm(hidden_size: int = 128, num_layers: int = 1, num_outputs: int = 10, in_channels: int = 1,
                 image_size: int | None = None, read: str = "rows", chunk: int = 1, trim_padding: bool = False,
-                gate_init: str = "torch", timescale: int = 100, period_range: tuple[float, float] = (1.0, 100.0),
+                input_scale: float = 1.0, gate_init: str = "torch", timescale: int = 100,
+                period_range: tuple[float, float] = (1.0, 100.0),
                 r_on: float = 0.05, leak: float = 1e-3, fused: bool = True) -> RecurrentNet:
     layers = [PhasedLSTMLayer(n_in, hidden_size, period_range, r_on, leak, fused)
               for n_in in _sizes(hidden_size, num_layers, in_channels, image_size, read, chunk)]
     return _network(layers, [layer.cell for layer in layers], hidden_size, num_outputs, read, chunk, trim_padding,
-                    gate_init, timescale)
+                    input_scale, gate_init, timescale)

@@ -24,17 +24,20 @@ from odenets.models.rkcnn import PeriodNet, channel_list, norm2d
 
 
 class ODEFunc(nn.Module):
-    """f(t, y): norm-ReLU-conv-norm-ReLU-conv-norm; with `time_input` each conv gets t as an extra channel."""
+    """f(t, y): norm-ReLU-conv-norm-ReLU-conv-norm; with `time_input` each conv gets t as an extra channel.
+    `nfe` counts its evaluations (the task resets and reads it around every forward pass)."""
 
     def __init__(self, k: int, time_input: bool = True, norm: str = "batch", dropout: float = 0.0) -> None:
         super().__init__()
         self.time_input = time_input
+        self.nfe = 0
         c_in = k + time_input
         self.norms = nn.ModuleList(norm2d(norm, k) for _ in range(3))
         self.convs = nn.ModuleList(nn.Conv2d(c_in, k, 3, padding=1) for _ in range(2))
         self.drop = nn.Dropout(dropout) if dropout else nn.Identity()
 
     def forward(self, y: Tensor, t: float | Tensor = 0.0) -> Tensor:
+        self.nfe += 1
         for i, conv in enumerate(self.convs):
             y = torch.relu(self.norms[i](y))
             if self.time_input:

@@ -18,7 +18,10 @@ from collections.abc import Callable
 import lightning as L
 import torch
 from torch import Tensor, nn
-from torchmetrics import Metric
+from torchmetrics import MeanMetric, Metric
+
+from odenets.blocks import RKBlock
+from odenets.order_conditions import order_of
 
 
 class Task(L.LightningModule):
@@ -32,6 +35,13 @@ class Task(L.LightningModule):
         self.diverged_at: int | None = None  # global step of the first non-finite loss
         self.channels_last = is_channels_last(net)
         self.metrics = nn.ModuleDict()
+        # ODE functions that count their evaluations (ODE-Net, RK-Net): logged per forward pass as <stage>/nfe
+        self._counted = [m for m in net.modules() if hasattr(m, "nfe")]
+        # blocks that learn tableau coefficients (scheme.learn): their values and order, logged every epoch
+        self._learning = [m for m in net.modules() if isinstance(m, RKBlock) and len(m.learned)]
+        if self._counted:
+            for stage in ("train", "test"):
+                self.add_metric(stage, "nfe", MeanMetric())
 
     def add_metric(self, stage: str, name: str, metric: Metric) -> Metric:
         metric.persistent(True)
@@ -52,11 +62,24 @@ class Task(L.LightningModule):
             if metric.update_called and not self.trainer.sanity_checking:
                 self.log(key.replace("_", "/", 1), metric.compute(), prog_bar=key == "test_acc")
             metric.reset()
+        if self._learning and not self.trainer.sanity_checking:
+            self.log_dict(learned_coefficients(self._learning))
+
+    def on_test_epoch_end(self) -> None:
+        """`trainer.test` (odenets.evaluate) logs what an epoch's evaluation logs."""
+        self.on_validation_epoch_end()
 
     def forward(self, x: Tensor) -> Tensor:
         if self.channels_last and x.dim() == 4:
             x = x.contiguous(memory_format=torch.channels_last)
+        for m in self._counted:
+            m.nfe = 0
         return self.net(x)
+
+    def count_evaluations(self, stage: str) -> None:
+        """After a forward pass: its number of ODE-function evaluations into `<stage>/nfe`."""
+        if self._counted:
+            self.metrics[f"{stage}_nfe"].update(sum(m.nfe for m in self._counted))
 
     def step(self, batch, stage: str) -> Tensor:
         raise NotImplementedError
@@ -85,6 +108,20 @@ class Task(L.LightningModule):
         if self.scheduler_factory is None:
             return optimizer
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": self.scheduler_factory(optimizer=optimizer)}}
+
+
+def learned_coefficients(blocks: list[RKBlock]) -> dict[str, float]:
+    """`scheme/<name>` for every learned tableau coefficient (`scheme/<i>.<name>` with several blocks), and
+    `scheme/order`: the lowest order of accuracy the blocks' current tableaus satisfy."""
+    out, orders = {}, []
+    for i, block in enumerate(blocks):
+        values = {name: float(p) for name, p in block.learned.items()}
+        for name, value in values.items():
+            out[f"scheme/{name}" if len(blocks) == 1 else f"scheme/{i}.{name}"] = value
+        _, A, b = block.scheme.tableau.coefficients(**values)
+        orders.append(order_of(A, b))
+    out["scheme/order"] = float(min(orders))
+    return out
 
 
 def is_channels_last(net: nn.Module) -> bool:

@@ -47,6 +47,7 @@ class ClassificationTask(Task):
     def step(self, batch, stage: str) -> Tensor:
         x, y = batch
         logits = self(x)
+        self.count_evaluations(stage)
         loss = F.cross_entropy(logits, y)
         self.metrics[f"{stage}_loss"].update(loss.detach(), weight=len(y))
         for name in ("acc", "f1_macro"):

@@ -64,6 +64,7 @@ class ForecastTask(Task):
     def step(self, batch, stage: str) -> Tensor:
         x, y = batch
         loss = F.mse_loss(self(x).reshape(y.shape), y)
+        self.count_evaluations(stage)
         self.metrics[f"{stage}_loss"].update(loss.detach(), weight=len(y))
         return loss
 
