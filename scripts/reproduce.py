@@ -28,11 +28,13 @@ def main() -> None:
     parser.add_argument("--tables", default=None, help="comma-separated tables to reproduce (default: the budget's)")
     parser.add_argument("--dry-run", action="store_true", help="print the multiruns without running them")
     parser.add_argument("--no-figure-sweeps", action="store_true", help="only the tables' runs")
+    parser.add_argument("overrides", nargs="*", help="passed to every train.py run, e.g. paths.data_dir=/data "
+                                                      "trainer.enable_progress_bar=false")
     args = parser.parse_args()
     tables = args.tables.split(",") if args.tables else None
     commands = plan(args.budget, [int(s) for s in args.seeds.split(",")], args.launcher, tables,
                     figures=not args.no_figure_sweeps and tables is None)
-    failed = run(commands, args.dry_run)
+    failed = run([[*c, *args.overrides] for c in commands], args.dry_run)
     if args.dry_run:
         return
     small = ["--grid", "5", "--batch", "16", "--width", "8"] if args.budget == "smoke" else []

@@ -6,7 +6,9 @@ import sys
 
 import pytest
 
+from odenets.config import CONF_DIR, compose
 from odenets.train import main
+from odenets.validation import validate
 
 BAD_INPUTS = [
     # (overrides, a fragment the one-line message must contain)
@@ -88,3 +90,14 @@ def test_bad_input(overrides, fragment, monkeypatch, capsys, tmp_path):
 
 def test_there_are_at_least_thirty():
     assert len(BAD_INPUTS) >= 30
+
+
+EXPERIMENTS = sorted(p.relative_to(CONF_DIR / "experiment").with_suffix("").as_posix()
+                     for p in (CONF_DIR / "experiment").rglob("*.yaml"))
+
+
+@pytest.mark.parametrize("budget", sorted(p.stem for p in (CONF_DIR / "budget").glob("*.yaml")))
+@pytest.mark.parametrize("experiment", EXPERIMENTS)
+def test_every_experiment_and_budget_is_valid_input(experiment, budget):
+    """The shipped recipes pass the same checks as user input (lists, nested values included)."""
+    validate(compose([f"experiment={experiment}", f"budget={budget}"]))

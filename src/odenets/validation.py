@@ -149,6 +149,8 @@ def validate(cfg: DictConfig, overrides=()) -> None:
 
     for key, (allowed, description) in RULES.items():
         value = OmegaConf.select(cfg, key, default=_ABSENT, throw_on_missing=False)
+        if OmegaConf.is_config(value):
+            value = OmegaConf.to_container(value, resolve=True)
         if value is not _ABSENT and not allowed(value):
             raise ConfigError(f"{key}={value!r} is not allowed; expected {description}")
     if cfg.dataset.name not in DATASETS:
