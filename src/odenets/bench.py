@@ -42,6 +42,7 @@ from odenets.data.base import Split
 from odenets.errors import ConfigError
 from odenets.memory import peak_tracker
 from odenets.models import build_model
+from odenets.stats import markdown_grid
 from odenets.training import build
 
 MiB = 2**20
@@ -507,53 +508,47 @@ def _check(ok: bool | None) -> str:
 
 
 def format_markdown(results: dict) -> str:
-    """The headline figures against their targets, then the per-scheme table."""
+    """The headline figures against their targets, then the per-scheme and per-recurrent-model tables."""
     meta = results["meta"]
     quick = " (quick)" if meta["quick"] else ""
-    lines = [f"torch {meta['torch']}, {meta['device']} ({meta['device_name']}, {meta['threads']} threads), "
-             f"{meta['clock']} clock, {meta['rounds']} interleaved rounds, medians{quick}", "",
-             "| figure | measured | target | met |", "|---|---|---|---|"]
+    head = (f"torch {meta['torch']}, {meta['device']} ({meta['device_name']}, {meta['threads']} threads), "
+            f"{meta['clock']} clock, {meta['rounds']} interleaved rounds, medians{quick}")
+    figures = []  # (figure, measured, target, met)
     if "overhead" in results:
         r = results["overhead"]
-        lines.append(f"| overhead: Lightning step / plain step (RK4-58) | {r['ratio']:.3f} | ≤ {r['target']} "
-                     f"| {_check(r['ok'])} |")
+        figures.append(("overhead: Lightning step / plain step (RK4-58)", f"{r['ratio']:.3f}", f"≤ {r['target']}",
+                        _check(r["ok"])))
     for row in results.get("schemes", {}).get("rows", []):
-        if "skipped" in row:
-            continue
         for kind in ("time", "memory"):
-            if row[f"{kind}_target"] is not None:
+            if "skipped" not in row and row[f"{kind}_target"] is not None:
                 met = row[f"{kind}_ratio"] <= row[f"{kind}_target"]
-                lines.append(f"| {kind}: {row['scheme']} / euler, depth {row['depth']} | {row[f'{kind}_ratio']:.3f} "
-                             f"| ≤ {row[f'{kind}_target']} | {_check(met)} |")
+                figures.append((f"{kind}: {row['scheme']} / euler, depth {row['depth']}", f"{row[f'{kind}_ratio']:.3f}",
+                                f"≤ {row[f'{kind}_target']}", _check(met)))
     if "input" in results:
         r = results["input"]
-        lines.append(f"| input: tensor pipeline / {r['baseline']} (images/s) | {r['ratio']:.1f} | ≥ {r['target']} "
-                     f"| {_check(r['ok'])} |")
+        figures.append((f"input: tensor pipeline / {r['baseline']} (images/s)", f"{r['ratio']:.1f}",
+                        f"≥ {r['target']}", _check(r["ok"])))
     if "scaling" in results:
         r = results["scaling"]
-        lines.append(f"| scaling: R² of step time vs depth {r['depths'][0]}–{r['depths'][-1]} | {r['r2']:.4f} "
-                     f"| ≥ {r['target']} | {_check(r['ok'])} |")
+        figures.append((f"scaling: R² of step time vs depth {r['depths'][0]}–{r['depths'][-1]}", f"{r['r2']:.4f}",
+                        f"≥ {r['target']}", _check(r["ok"])))
     if "utilisation" in results:
-        r = results["utilisation"]
-        lines.append(f"| utilisation: step FLOP/s / matmul FLOP/s | {r['ratio']:.3f} | | |")
+        figures.append(("utilisation: step FLOP/s / matmul FLOP/s", f"{results['utilisation']['ratio']:.3f}", "", ""))
     for row in results.get("recurrent", {}).get("rows", []):
         if row["target"] is not None:
-            lines.append(f"| recurrent, {row['shape']}: {row['model']} / nn.{row['baseline'].upper()} "
-                         f"| {row['ratio']:.2f} | ≤ {row['target']} | {_check(row['ok'])} |")
+            figures.append((f"recurrent, {row['shape']}: {row['model']} / nn.{row['baseline'].upper()}",
+                            f"{row['ratio']:.2f}", f"≤ {row['target']}", _check(row["ok"])))
+    parts = [head, "", markdown_grid(figures, ["figure", "measured", "target", "met"])]
     if "recurrent" in results:
-        lines += ["", "| shape (batch x steps x features, hidden) | model | step s | / torch baseline |",
-                  "|---|---|---|---|"]
-        for row in results["recurrent"]["rows"]:
-            shape = f"{row['shape']} ({row['batch']}x{row['steps']}x{row['features']}, {row['hidden']})"
-            lines.append(f"| {shape} | {row['model']} | {row['step_s']:.4f} | {row['ratio']:.2f} "
-                         f"(nn.{row['baseline'].upper()}) |")
+        rows = [(f"{r['shape']} ({r['batch']}x{r['steps']}x{r['features']}, {r['hidden']})", r["model"],
+                 f"{r['step_s']:.4f}", f"{r['ratio']:.2f} (nn.{r['baseline'].upper()})")
+                for r in results["recurrent"]["rows"]]
+        parts += ["", markdown_grid(rows, ["shape (batch x steps x features, hidden)", "model", "step s",
+                                           "/ torch baseline"])]
     if "schemes" in results:
-        lines += ["", "| depth | scheme | step s | time / euler | saved MiB | peak MiB | memory / euler |",
-                  "|---|---|---|---|---|---|---|"]
-        for row in results["schemes"]["rows"]:
-            if "skipped" in row:
-                lines.append(f"| {row['depth']} | {row['scheme']} | (no such depth) | | | | |")
-            else:
-                lines.append(f"| {row['depth']} | {row['scheme']} | {row['step_s']:.3f} | {row['time_ratio']:.3f} "
-                             f"| {row['saved_mib']:.1f} | {row['peak_mib']:.1f} | {row['memory_ratio']:.3f} |")
-    return "\n".join(lines)
+        rows = [(r["depth"], r["scheme"], "(no such depth)", "", "", "", "") if "skipped" in r else
+                (r["depth"], r["scheme"], f"{r['step_s']:.3f}", f"{r['time_ratio']:.3f}", f"{r['saved_mib']:.1f}",
+                 f"{r['peak_mib']:.1f}", f"{r['memory_ratio']:.3f}") for r in results["schemes"]["rows"]]
+        parts += ["", markdown_grid(rows, ["depth", "scheme", "step s", "time / euler", "saved MiB", "peak MiB",
+                                           "memory / euler"])]
+    return "\n".join(parts)

@@ -30,6 +30,7 @@ from odenets.memory import peak_tracker
 from odenets.models import build_model
 from odenets.models import count_params as count_trainable
 from odenets.published import load_table
+from odenets.stats import markdown_grid
 
 PARAMS_TOLERANCE, FLOPS_TOLERANCE = 0.005, 0.02
 MiB = 2**20
@@ -143,37 +144,34 @@ def _num(x: float | None, scale: float = 1.0, digits: int = 2) -> str:
     return "-" if x is None else f"{x / scale:.{digits}f}"
 
 
-def _pct(x: float | None) -> str:
-    return "" if x is None else f"{100 * x:+.2f}%"
+def _pct(x: float | None, ok: bool | None) -> str:
+    return "" if x is None else f"{100 * x:+.2f}%" + (" !" if ok is False else "")
 
 
 def format_table(name: str, stats: list[dict], device: str = "cpu") -> str:
-    """A text table: our params/FLOPs/memory, the paper's, the relative difference, and each row's note."""
+    """Our params/FLOPs/memory beside the paper's, with the relative difference (! outside tolerance) and
+    each row's note, as a Markdown table (`odenets.stats.markdown_grid`)."""
     table = load_table(name)
     has_memory = any("paper_memory_mib" in s for s in stats)
-    head = f"{'row':48} {'params':>11} {'paper':>11} {'diff':>8}  {'FLOPs (M)':>11} {'paper':>11} {'diff':>8}"
-    if has_memory:
-        head += f"  {'mem MiB':>8} {'paper':>6}"
+    columns = ["row", "params", "paper", "diff", "FLOPs (M)", "paper", "diff"] + (["mem MiB", "paper"] if has_memory
+                                                                                 else []) + ["note"]
+    rows, previous_note = [], None
+    for s in stats:
+        paper_flops = s["paper_flops"] if s["paper_flops"] is not None else s["paper_flops_min"]
+        bound = ">=" if s["paper_flops"] is None and s["paper_flops_min"] is not None else ""
+        row = [s["row"], _num(s["params"], 1, 0), _num(s["paper_params"], 1, 0), _pct(s["params_rel"], s["params_ok"]),
+               _num(s["flops"], 1e6), bound + _num(paper_flops, 1e6), _pct(s["flops_rel"], s["flops_ok"])]
+        if has_memory:
+            row += [_num(s.get("memory_mib")), _num(s.get("paper_memory_mib"), 1, 0)]
+        row.append(s["note"] if s["note"] and s["note"] != previous_note else "")
+        previous_note = s["note"]
+        rows.append(row)
     lines = [f"{table.get('source', name)}: {table.get('title', '')}",
              "params: " + ("conv/linear weights + other non-norm, non-bias parameters"
                            if table.get("params_count") == "weights" else "trainable parameters")
              + "; FLOPs: torch FlopCounterMode, batch 1, 2 per multiply-add (>= marks a published lower bound)"]
     if has_memory:
         lines.append(f"memory: {memory_method(device)}; the paper's GPU figures include the CUDA context")
-    lines += [head, "-" * len(head)]
-    mark = lambda ok: "!" if ok is False else " "
-    previous_note = None
-    for s in stats:
-        paper_flops = s["paper_flops"] if s["paper_flops"] is not None else s["paper_flops_min"]
-        bound = ">=" if s["paper_flops"] is None and s["paper_flops_min"] is not None else "  "
-        line = (f"{s['row'][:48]:48} {_num(s['params'], 1, 0):>11} {_num(s['paper_params'], 1, 0):>11} "
-                f"{_pct(s['params_rel']):>8}{mark(s['params_ok'])} {_num(s['flops'], 1e6):>11} "
-                f"{bound}{_num(paper_flops, 1e6):>9} {_pct(s['flops_rel']):>8}{mark(s['flops_ok'])}")
-        if has_memory:
-            line += f" {_num(s.get('memory_mib')):>8} {_num(s.get('paper_memory_mib'), 1, 0):>6}"
-        lines.append(line)
-        if s["note"] and s["note"] != previous_note:
-            lines.append(f"    note: {s['note']}")
-        previous_note = s["note"]
-    lines.append("! = outside 0.5% (params; unless equal at the paper's rounding) or 2% (FLOPs)")
+    lines += ["", markdown_grid(rows, columns), "", "! = outside 0.5% (params; unless equal at the paper's rounding) "
+              "or 2% (FLOPs)"]
     return "\n".join(lines)

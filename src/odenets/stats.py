@@ -1,4 +1,4 @@
-"""Statistics over seeds, one definition for tables and figures.
+"""Statistics over seeds, one definition for tables and figures; and the one text-table formatter.
 
 * `spread`: the best value, the mean and the *sample* standard deviation (n - 1 in the denominator)
   of one quantity over n seeds; the figures' bands are mean +- this std too.
@@ -77,3 +77,10 @@ def welch(a: Sequence[float], b: Sequence[float], confidence: float = 0.95) -> C
     df = (va + vb) ** 2 / (va ** 2 / (len(a) - 1) + vb ** 2 / (len(b) - 1))
     half = float(scipy_stats.t.ppf(0.5 + confidence / 2, df)) * se
     return Comparison(diff, diff - half, diff + half, len(a), len(b))
+
+
+def markdown_grid(rows: Sequence[Sequence], columns: Sequence[str]) -> str:
+    """A Markdown table through pandas (`DataFrame.to_markdown`): what every text table here is printed with."""
+    import pandas as pd
+
+    return pd.DataFrame(list(rows), columns=list(columns)).to_markdown(index=False, disable_numparse=True)

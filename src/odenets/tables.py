@@ -34,7 +34,7 @@ from odenets.model_stats import row_stats
 from odenets.provenance import stale_modules
 from odenets.published import load_table, table_names
 from odenets.results import commits, comparison_key, get, load_runs, scheme_key, speedup_over_euler, time_to_accuracy
-from odenets.stats import Comparison, spread, welch
+from odenets.stats import Comparison, markdown_grid, spread, welch
 
 MISSING = "—"
 RESULT_TABLES = ("horesnet_table2", "horesnet_table3", "horesnet_table4", "horesnet_orderings", "rkcnn_table2",
@@ -274,6 +274,7 @@ def render(name: str, budget: str = "paper", index: RunIndex | None = None, benc
 
 
 # --------------------------------------------------------------------------- output formats
+
 LABELS = {"params": "Params", "flops": "FLOPs", "memory_mib": "Memory (MiB)", "memory": "Memory ×Euler",
           "time": "Time ×Euler", "speedup_080": "Speed to 0.80", "speedup_085": "Speed to 0.85",
           "extra_params": "Extra params", "value": "Value", "accuracy": "Accuracy (%)", "error": "Error (%)"}
@@ -307,9 +308,7 @@ def to_frame(t: RenderedTable) -> pd.DataFrame:
 
 def to_markdown(t: RenderedTable) -> str:
     head = ["Row"] + [f"{LABELS[q]} {part}" for q in t.quantities for part in ("ours", "paper", "Δ")]
-    lines = [f"### {t.name}: {t.title} (budget: {t.budget})", "", "| " + " | ".join(head) + " |",
-             "|" + "---|" * len(head)]
-    commands, notes = [], []
+    grid, commands, notes = [], [], []
     for row, cells, note in t.rows:
         out = [row]
         for q in t.quantities:
@@ -325,9 +324,10 @@ def to_markdown(t: RenderedTable) -> str:
                     commands.append(c.command)
                 ours += f" [{commands.index(c.command) + 1}]"
             out += [ours, paper, diff]
-        lines.append("| " + " | ".join(out) + " |")
+        grid.append(out)
         if note:
             notes.append(f"- {row}: {note}")
+    lines = [f"### {t.name}: {t.title} (budget: {t.budget})", "", markdown_grid(grid, head)]
     sources = sorted({c.source for _, cells, _ in t.rows for c in cells.values() if c.source})
     lines += ["", "Sources: " + "; ".join(sources) if sources else ""]
     if any(c.agrees is not None for _, cells, _ in t.rows for c in cells.values()):

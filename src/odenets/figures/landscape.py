@@ -28,6 +28,7 @@ from torch import Tensor, nn
 from odenets.figures import scheme_label, scheme_rank
 from odenets.fileio import atomic_open
 from odenets.published import load_table
+from odenets.stats import markdown_grid
 
 PUBLISHED = "horesnet_landscapes"
 
@@ -127,13 +128,11 @@ def landscape_ranges(landscapes: Sequence[dict]) -> list[dict]:
 def format_ranges(rows: Sequence[dict]) -> str:
     """The ranges as a Markdown table."""
     fmt = lambda v: "—" if v is None else f"{v:.4g}"
-    lines = ["| dataset | ResNet | scheme | width | batch | grid | span | ours [min, max] | paper [min, max] |",
-             "|---|---|---|---|---|---|---|---|---|"]
-    for r in rows:
-        ours, paper = f"[{fmt(r['loss_min'])}, {fmt(r['loss_max'])}]", f"[{fmt(r['paper_min'])}, {fmt(r['paper_max'])}]"
-        lines.append(f"| {r['dataset']} | {r['depth']} | {scheme_label(r['scheme'])} | {r['width']} | {r['batch']} "
-                     f"| {r['grid']}² | ±{r['span']:g} | {ours} | {paper} |")
-    return "\n".join(lines)
+    grid = [[r["dataset"], r["depth"], scheme_label(r["scheme"]), r["width"], r["batch"], f"{r['grid']}²",
+             f"±{r['span']:g}", f"[{fmt(r['loss_min'])}, {fmt(r['loss_max'])}]",
+             f"[{fmt(r['paper_min'])}, {fmt(r['paper_max'])}]"] for r in rows]
+    return markdown_grid(grid, ["dataset", "ResNet", "scheme", "width", "batch", "grid", "span", "ours [min, max]",
+                                "paper [min, max]"])
 
 
 def plot_landscapes(landscapes: Sequence[dict]) -> Figure:
