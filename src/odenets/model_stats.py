@@ -149,13 +149,13 @@ def _pct(x: float | None, ok: bool | None) -> str:
 
 
 def format_table(name: str, stats: list[dict], device: str = "cpu") -> str:
-    """Our params/FLOPs/memory beside the paper's, with the relative difference (! outside tolerance) and
-    each row's note, as a Markdown table (`odenets.stats.markdown_grid`)."""
+    """Our params/FLOPs/memory beside the paper's, with the relative difference (! outside tolerance), as a
+    Markdown table (`odenets.stats.markdown_grid`), then the rows' notes."""
     table = load_table(name)
     has_memory = any("paper_memory_mib" in s for s in stats)
     columns = ["row", "params", "paper", "diff", "FLOPs (M)", "paper", "diff"] + (["mem MiB", "paper"] if has_memory
-                                                                                 else []) + ["note"]
-    rows, previous_note = [], None
+                                                                                 else [])
+    rows, notes = [], []
     for s in stats:
         paper_flops = s["paper_flops"] if s["paper_flops"] is not None else s["paper_flops_min"]
         bound = ">=" if s["paper_flops"] is None and s["paper_flops_min"] is not None else ""
@@ -163,9 +163,9 @@ def format_table(name: str, stats: list[dict], device: str = "cpu") -> str:
                _num(s["flops"], 1e6), bound + _num(paper_flops, 1e6), _pct(s["flops_rel"], s["flops_ok"])]
         if has_memory:
             row += [_num(s.get("memory_mib")), _num(s.get("paper_memory_mib"), 1, 0)]
-        row.append(s["note"] if s["note"] and s["note"] != previous_note else "")
-        previous_note = s["note"]
         rows.append(row)
+        if s["note"]:
+            notes.append(f"- {s['row']}: {s['note']}")
     lines = [f"{table.get('source', name)}: {table.get('title', '')}",
              "params: " + ("conv/linear weights + other non-norm, non-bias parameters"
                            if table.get("params_count") == "weights" else "trainable parameters")
@@ -173,5 +173,5 @@ def format_table(name: str, stats: list[dict], device: str = "cpu") -> str:
     if has_memory:
         lines.append(f"memory: {memory_method(device)}; the paper's GPU figures include the CUDA context")
     lines += ["", markdown_grid(rows, columns), "", "! = outside 0.5% (params; unless equal at the paper's rounding) "
-              "or 2% (FLOPs)"]
+              "or 2% (FLOPs)", *(["", "Notes:", *notes] if notes else [])]
     return "\n".join(lines)
