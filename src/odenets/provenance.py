@@ -7,9 +7,11 @@
 * `packages`: versions of the libraries that can change results; `device`: CPU model and cores, or
   GPU names; `data`: dataset, split sizes and a digest of the arrays trained and tested on.
 
-A stored result is *stale* when the code it ran has changed since: some module it imported now has
-another digest, or is gone (`stale_modules`). Tables leave stale cells out unless asked
-(`scripts/tables.py --allow-stale`), and mark them when they show them.
+A stored result is *stale* when the code that computed it has changed since: some module it imported
+now has another digest, or is gone (`stale_modules`). Modules that only run, check and record a run
+(`BOOKKEEPING`: the entry point, the run's life cycle, validation, result files, provenance itself) do
+not count: changing how a number is recorded does not change the number. Tables leave stale cells
+out unless asked (`scripts/tables.py --allow-stale`), and mark them when they show them.
 """
 
 from __future__ import annotations
@@ -28,6 +30,9 @@ import torch
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 PACKAGES = ("torch", "torchvision", "lightning", "hydra-core", "torchdiffeq", "wfdb", "numpy")
+# Modules that run, check and record a run without changing what it computes (see the module docstring).
+BOOKKEEPING = frozenset({"odenets.train", "odenets.runs", "odenets.validation", "odenets.results", "odenets.errors",
+                         "odenets.fileio", "odenets.provenance", "odenets.evaluate"})
 
 
 # --------------------------------------------------------------------------- code
@@ -98,7 +103,8 @@ def stale_modules(record: dict) -> list[str]:
     modules = (record.get("code") or {}).get("modules")
     if not modules:
         return ["(no code digests recorded)"]
-    return [name for name, digest in modules.items() if module_digest(module_path(name)) != digest]
+    return [name for name, digest in modules.items()
+            if name not in BOOKKEEPING and module_digest(module_path(name)) != digest]
 
 
 # --------------------------------------------------------------------------- packages, device, data
@@ -148,7 +154,12 @@ def data_identity(datamodule) -> dict:
             "sha256": tensor_digest(train.x, train.y, test.x, test.y)}
 
 
-def provenance(accelerator: str) -> dict:
-    """Code, packages and device, at the end of a run (so every module it imported is counted)."""
-    return {"code": {**code_version(), "modules": imported_modules()}, "packages": package_versions(),
-            "device": device(accelerator)}
+def provenance(accelerator: str, start: dict | None = None) -> dict:
+    """Code, packages and device. Taken when a run starts (its code is imported by then) and again when it
+    ends: `start`'s values win, modules imported later are added."""
+    now = {"code": {**code_version(), "modules": imported_modules()}, "packages": package_versions(),
+           "device": device(accelerator)}
+    if start is None:
+        return now
+    return {**now, **start, "code": {**now["code"], **start["code"],
+                                     "modules": {**now["code"]["modules"], **start["code"]["modules"]}}}

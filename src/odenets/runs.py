@@ -46,6 +46,8 @@ def train(cfg: DictConfig) -> dict:
               "sweep_id": os.environ.get("ODENETS_SWEEP_ID"), "overrides": list(HydraConfig.get().overrides.task),
               "config": OmegaConf.to_container(cfg, resolve=True)}
     trainer = datamodule = None
+    accelerator = str(cfg.trainer.get("accelerator", "cpu")) if "trainer" in cfg else "cpu"
+    started_with = provenance(accelerator)  # the code the run starts with (edits made while it runs don't count)
     try:
         datamodule, task, trainer, history = build(cfg, run_dir, user_overrides=record["overrides"])
         if "scheme" in cfg.model:
@@ -73,8 +75,7 @@ def train(cfg: DictConfig) -> dict:
     finally:
         record["wall_time_s"] = round(time.time() - t0, 3)
         record["finished"] = results.now()
-        accelerator = str(cfg.trainer.get("accelerator", "cpu")) if "trainer" in cfg else "cpu"
-        record.update(provenance(accelerator))
+        record.update(provenance(accelerator, started_with))
         if datamodule is not None and datamodule.train is not None:
             record["data"] = data_identity(datamodule)
         if trainer is None or trainer.is_global_zero:
