@@ -5,7 +5,8 @@ split in time: the first `train_fraction` of the samples train, the rest test.
 
 - Training: next-value prediction. An input is `window` consecutive samples, its target the
   sample that follows; every window whose target lies in the training part is used.
-- `test/mse`: the same one-step prediction for the targets in the test part (true inputs).
+- `test/loss`: the mean squared error of the same one-step prediction for the targets in the test part
+  (true inputs; `train/loss` likewise on the training part).
 - Generation: from the seed window (the `window` samples just before the test part) the model
   runs free, each prediction appended to its input window, for `horizon` steps (default: to the
   end of the wave; a longer horizon continues the true sine beyond it).
