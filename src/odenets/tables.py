@@ -261,23 +261,37 @@ def render(name: str, budget: str = "paper", index: RunIndex | None = None, benc
             cells["extra_params"] = extra_params_cell(row)
         for q in ("accuracy", "error"):
             if q in pub:
-                if row.get("overrides") and pub.get(q) is not None:
+                if row.get("overrides") and (pub.get(q) is not None or row.get("train")):
                     cells[q] = result_cell(row, budget, index, q, pub[q])
                 else:
                     cells[q] = Cell(None, pub.get(q), "not trained" if row.get("overrides") else "not built here")
                 if pub.get(f"{q}_mean") is not None:
                     cells[q].paper_spread = f"{pub[f'{q}_mean']} ± {pub.get(f'{q}_std')}"
+        if index is not None and row.get("overrides") and (nfe := nfe_cell(row, budget, index)) is not None:
+            cells["nfe"] = nfe
         out.rows.append((row["row"], cells, row.get("note")))
+    if any("nfe" in cells for _, cells, _ in out.rows):
+        out.quantities.append("nfe")
     if index is not None:
         out.claims = claims(table, budget, index)
     return out
+
+
+def nfe_cell(row: dict, budget: str, index: RunIndex) -> Cell | None:
+    """ODE-Net / RK-Net: F-evaluations per test forward pass in the last epoch (mean over seeds), where logged."""
+    values = [get(r, "metrics.final")["test/nfe"] for r in index.runs_for(row, budget)
+              if "test/nfe" in (get(r, "metrics.final") or {})]
+    if not values:
+        return None
+    return Cell(statistics.mean(values), None, "runs: F-evaluations per test forward pass, last epoch")
 
 
 # --------------------------------------------------------------------------- output formats
 
 LABELS = {"params": "Params", "flops": "FLOPs", "memory_mib": "Memory (MiB)", "memory": "Memory ×Euler",
           "time": "Time ×Euler", "speedup_080": "Speed to 0.80", "speedup_085": "Speed to 0.85",
-          "extra_params": "Extra params", "value": "Value", "accuracy": "Accuracy (%)", "error": "Error (%)"}
+          "extra_params": "Extra params", "value": "Value", "accuracy": "Accuracy (%)", "error": "Error (%)",
+          "nfe": "NFE"}
 
 
 def _fmt(q: str, v) -> str:
