@@ -1,7 +1,7 @@
 """Rerun committed results and fail if a number drifted (`make verify-results`).
 
     python scripts/verify_results.py                 # the 3 quickest committed runs of budget cpu
-    python scripts/verify_results.py --fastest       # only the quickest (CI runs this)
+    python scripts/verify_results.py --fastest --datasets sine   # the quickest needing no data (CI)
     python scripts/verify_results.py --count 10 --tolerance 0.005
 
 Each chosen record of src/odenets/reproduced/<budget>/ is rerun with its own overrides and seed into a
@@ -50,8 +50,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--count", type=int, default=3, help="how many runs, quickest first")
     parser.add_argument("--fastest", action="store_true", help="only the quickest run (--count 1)")
     parser.add_argument("--tolerance", type=float, default=0.01)
+    parser.add_argument("--datasets", default=None, help="only runs on these datasets (e.g. sine: no data files)")
     args = parser.parse_args(argv)
-    records = sorted((r for r in load_runs(REPRODUCED / args.budget) if r.get("status") == "completed"),
+    wanted = set(args.datasets.split(",")) if args.datasets else None
+    records = sorted((r for r in load_runs(REPRODUCED / args.budget) if r.get("status") == "completed"
+                      and (wanted is None or get(r, "config.dataset.name") in wanted)),
                      key=lambda r: r.get("wall_time_s", float("inf")))
     chosen = records[:1 if args.fastest else args.count]
     if not chosen:

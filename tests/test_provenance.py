@@ -166,3 +166,12 @@ def test_the_wheel_holds_every_config_and_trains_from_anywhere(tmp_path):
     (name, record), = results_under(work).items()
     assert record["status"] == "completed" and record["code"]["commit"] is None
     assert Path(record["code"]["modules"] and next(iter(venv.rglob("odenets/runs.py")))).is_file()
+
+
+@pytest.mark.slow
+def test_the_quickest_committed_result_reproduces():
+    """`make verify-results` on the quickest committed cpu-budget run that needs no data files."""
+    out = subprocess.run([sys.executable, "scripts/verify_results.py", "--fastest", "--datasets", "sine"], cwd=REPO,
+                         capture_output=True, text=True, timeout=900)
+    assert out.returncode == 0, out.stdout + out.stderr[-2000:]
+    assert out.stdout.startswith("ok")
