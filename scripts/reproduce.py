@@ -15,6 +15,7 @@ import argparse
 import subprocess
 import sys
 
+from odenets.errors import ConfigError
 from odenets.figures import LANDSCAPE_FIGURES, landscape_command
 from odenets.reproduce import BUDGETS, plan, run
 
@@ -32,8 +33,12 @@ def main() -> None:
                                                       "trainer.enable_progress_bar=false")
     args = parser.parse_args()
     tables = args.tables.split(",") if args.tables else None
-    commands = plan(args.budget, [int(s) for s in args.seeds.split(",")], args.launcher, tables,
-                    figures=not args.no_figure_sweeps and tables is None)
+    try:
+        commands = plan(args.budget, [int(s) for s in args.seeds.split(",")], args.launcher, tables,
+                        figures=not args.no_figure_sweeps and tables is None)
+    except (ConfigError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
     failed = run([[*c, *args.overrides] for c in commands], args.dry_run)
     if args.dry_run:
         return

@@ -11,8 +11,10 @@ and marked STALE.
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
+from odenets.errors import ConfigError
 from odenets.report import write_report
 from odenets.results import RUN_ROOTS
 from odenets.tables import RESULT_TABLES, write_all
@@ -31,8 +33,12 @@ def main() -> None:
     parser.add_argument("--no-memory", dest="memory", action="store_false",
                         help="skip measuring one-image inference memory (RKCNN Tables 2-3)")
     args = parser.parse_args()
-    tables = write_all(args.out, args.budget, tuple(args.runs), args.bench, tuple(args.tables.split(",")), args.memory,
-                       allow_stale=args.allow_stale)
+    try:
+        tables = write_all(args.out, args.budget, tuple(args.runs), args.bench, tuple(args.tables.split(",")),
+                           args.memory, allow_stale=args.allow_stale)
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
     report = write_report(args.report, tables, args.figures, args.budget)
     print(f"tables in {Path(args.out)}/, report: {report}")
 

@@ -30,6 +30,7 @@ import pandas as pd
 from omegaconf import OmegaConf
 
 from odenets.config import compose_row
+from odenets.errors import ConfigError
 from odenets.model_stats import row_stats
 from odenets.provenance import stale_modules
 from odenets.published import load_table, table_names
@@ -375,6 +376,9 @@ def write_all(out_dir: str | Path, budget: str = "paper", runs_dirs: tuple[str |
               memory: bool = True, log: Callable[[str], None] = print,
               allow_stale: bool = False) -> list[RenderedTable]:
     """Markdown, CSV and LaTeX of every table under `out_dir`; one `tables.csv` with all cells."""
+    unknown = [n for n in names if n not in table_names()]
+    if unknown:
+        raise ConfigError(f"unknown table {unknown[0]!r}; available: {', '.join(table_names())}")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     index = RunIndex(*runs_dirs, allow_stale=allow_stale)
@@ -385,8 +389,6 @@ def write_all(out_dir: str | Path, budget: str = "paper", runs_dirs: tuple[str |
     bench = json.loads(Path(bench_path).read_text()) if Path(bench_path).is_file() else None
     rendered, frames = [], []
     for name in names:
-        if name not in table_names():
-            continue
         t = render(name, budget, index, bench, memory)
         (out_dir / f"{name}.md").write_text(to_markdown(t))
         (out_dir / f"{name}.tex").write_text(to_latex(t))
