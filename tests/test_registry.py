@@ -36,3 +36,21 @@ def test_every_model_builds_runs_and_learns(name):
     grads = [p.grad for p in net.parameters() if p.requires_grad]
     assert grads and all(g is not None and torch.isfinite(g).all() for g in grads)
     assert count_params(net) == sum(p.numel() for p in net.parameters() if p.requires_grad) > 0
+
+
+@pytest.mark.parametrize("name", list_models())
+def test_yaml_defaults_agree_with_the_constructor(name):
+    """A default is written in the constructor and in conf/model/<name>.yaml: they may not drift apart."""
+    import inspect
+
+    from omegaconf import OmegaConf
+
+    from odenets.models import MODELS
+
+    raw = OmegaConf.to_container(OmegaConf.load(CONF_DIR / "model" / f"{name}.yaml"), resolve=False)
+    signature = inspect.signature(MODELS[name]).parameters
+    for key, value in raw.items():
+        default = signature[key].default if key in signature else inspect.Parameter.empty
+        if default is inspect.Parameter.empty or (isinstance(value, str) and "${" in value):
+            continue
+        assert (list(default) if isinstance(default, tuple) else default) == value, key
