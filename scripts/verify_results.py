@@ -4,15 +4,17 @@
     python scripts/verify_results.py --fastest --datasets sine   # the quickest needing no data (CI)
     python scripts/verify_results.py --count 10 --tolerance 0.005
 
-Each chosen record of src/odenets/reproduced/<budget>/ is rerun with its own overrides and seed into a
-temporary folder; its final value of every metric the tables use (test accuracy, free-run accuracy) must
-lie within --tolerance (absolute, on the 0-1 scale: 0.01 is one percentage point) of the committed one.
+Each chosen record of src/odenets/reproduced/<budget>/ is rerun with its own overrides and seed (and its
+number of CPU threads) into a temporary folder; its final value of every metric the tables use (test
+accuracy, free-run accuracy) must lie within --tolerance (absolute, on the 0-1 scale: 0.01 is one
+percentage point) of the committed one.
 Exit status: the number of runs that drifted or failed (0: all reproduced).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import subprocess
 import sys
 import tempfile
@@ -29,7 +31,9 @@ def verify(record: dict, tolerance: float, out: Path) -> str | None:
     overrides = [o for o in record.get("overrides", []) if not o.startswith(("paths.", "hydra"))]
     command = [sys.executable, "train.py", *overrides, f"paths.output_dir={out}", "force=true", "logger=none",
                "trainer.enable_progress_bar=false"]
-    done = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
+    threads = str(get(record, "device.torch_threads") or "")  # the same thread count sums in the same order
+    env = {**os.environ, **({"OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads} if threads else {})}
+    done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, env=env)
     if done.returncode != 0:
         return f"rerun failed: {(done.stderr.strip().splitlines() or ['?'])[-1]}"
     rerun = next((r for r in map(read_result, (out / "runs").glob("*"))
