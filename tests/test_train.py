@@ -98,3 +98,16 @@ def test_bad_depth_is_one_line_and_exit_2(tmp_path):
     assert out.stderr.strip().splitlines()[-1] == ("error: depth=30 is not valid for scheme=rk4 (8 layers per block, "
                                                    "depth = 2 + 8 x blocks); nearest valid depths: 26 or 34")
     assert "Traceback" not in out.stderr
+
+
+def test_wandb_online_without_network_falls_back_to_offline(tmp_path):
+    """No network here: asked to sync live, the run warns in one line, logs offline, and finishes."""
+    import time
+
+    start = time.time()
+    out = cli("logger=wandb", "logger.wandb.offline=false", tmp_path=tmp_path)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert time.time() - start < 60
+    assert "unreachable" in out.stdout + out.stderr and "logging offline instead" in out.stdout + out.stderr
+    (name, _), = results_under(tmp_path).items()
+    assert list((tmp_path / "outputs" / "runs" / name / "wandb").glob("offline-run-*"))
