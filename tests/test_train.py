@@ -89,7 +89,7 @@ def test_wandb_offline(tmp_path):
     run_dir = tmp_path / "outputs" / "runs" / name
     offline = list((run_dir / "wandb").glob("offline-run-*"))
     assert len(offline) == 1 and offline[0].name.endswith(record["fingerprint"][:16])
-    assert (run_dir / "csv" / "metrics.csv").is_file()
+    assert (run_dir / "csv" / "version_0" / "metrics.csv").is_file()
 
 
 def test_bad_depth_is_one_line_and_exit_2(tmp_path):
