@@ -38,10 +38,7 @@ eval: $(STAMP)  ## evaluate a trained run: make eval RUN=outputs/runs/<run> ARGS
 results: $(STAMP)  ## commit-ready copies of a budget's finished runs in src/odenets/reproduced/$(BUDGET)
 	$(PY) scripts/collect_results.py --budget $(BUDGET)
 
-verify-eval: $(STAMP)  ## evaluate a trained run: make eval RUN=outputs/runs/<run> ARGS="scheme=rk4 substeps=4"
-	$(PY) -m odenets.evaluate $(RUN) $(ARGS)
-
-results: $(STAMP)  ## rerun the quickest committed cpu runs; fails if a number drifted (ARGS="--fastest")
+verify-results: $(STAMP)  ## rerun committed cpu runs; fails if a number drifted (ARGS="--fastest")
 	$(PY) scripts/verify_results.py $(ARGS)
 
 tables: $(STAMP)  ## render the tables and the report page from stored results only
