@@ -8,13 +8,16 @@ import re
 from pathlib import Path
 
 import pytest
+from hydra import initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from hydra.types import RunMode
 from omegaconf import OmegaConf
 
 from helpers import cli, results_under
-from odenets.config import compose_row
+from odenets.config import CONF_DIR, compose_row
 from odenets.provenance import imported_modules
 from odenets.published import load_table
-from odenets.reproduce import Sweep, pack, plan, trained_rows
+from odenets.reproduce import BUDGETS, Sweep, pack, plan, trained_rows
 from odenets.tables import MISSING, RunIndex, render, to_frame, to_latex, to_markdown, write_all
 
 
@@ -100,6 +103,8 @@ def test_pack_rows_into_sweeps():
     assert Sweep(("experiment=x", "scheme=euler"), "depth", ("10", "18")) in sweeps
     assert Sweep(("experiment=x", "scheme=rk4"), "depth", ("10", "18", "26")) in sweeps
     assert sum(s.key is None for s in sweeps) == 2  # list values are never swept with commas
+    grouped = pack([(("model.layers=2", "model=a"), None), (("model.layers=2", "model=b"), None)])
+    assert [s.key for s in grouped] == [None, None]  # a group is never swept beside keys inside it
     assert Sweep(("a=1",), "b", ("2", "3")).overrides("smoke", [0, 1], "joblib") == \
         ["a=1", "b=2,3", "budget=smoke", "seed=0,1", "hydra/launcher=joblib"]
 
@@ -112,6 +117,18 @@ def test_plan_covers_every_trained_row_once():
     commands = plan("smoke", [0], "basic")
     assert ["experiment=horesnet/lr_robustness", "budget=smoke"] in commands
     assert all("budget=smoke" in c for c in commands)
+
+
+@pytest.mark.parametrize("budget", sorted(BUDGETS))
+def test_every_planned_multirun_composes(budget):
+    """Hydra composes a multirun's base config before expanding its sweeps: each command must compose."""
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        loader = GlobalHydra.instance().config_loader()
+        for command in plan(budget, [0, 1], "basic"):
+            try:
+                loader.load_configuration("config", command, run_mode=RunMode.MULTIRUN)
+            except Exception as error:
+                raise AssertionError(f"{command}: {error}") from error
 
 
 def test_submitit_local_launcher_runs_a_two_job_sweep(tmp_path):

@@ -77,7 +77,8 @@ def trained_rows(names: Sequence[str] = RESULT_TABLES, budget: str = "paper") ->
 
 
 def pack(rows: Sequence[tuple[Sequence[str], tuple[int, ...] | None]]) -> list[Sweep]:
-    """Group rows into sweeps: rows with the same keys and seeds that differ only in one plain-valued key."""
+    """Group rows into sweeps: rows with the same keys and seeds that differ only in one plain-valued key
+    (never a config group whose keys the rows also set)."""
     by_keys: dict[tuple, list[dict[str, str]]] = defaultdict(list)
     for row, seeds in rows:
         parsed = dict(o.split("=", 1) for o in row)
@@ -88,6 +89,9 @@ def pack(rows: Sequence[tuple[Sequence[str], tuple[int, ...] | None]]) -> list[S
         for key in keys:
             if any(r[key] != r[key].translate(_PLAIN) for r in group):
                 continue  # lists and quoted values cannot be swept with a plain comma list
+            if any(k.startswith(f"{key}.") for k in keys):
+                continue  # Hydra composes a multirun's base config without swept groups: `model=a,b`
+                # with `model.layers=2` fails when the experiment's default model has no `layers`
             buckets: dict[tuple[str, ...], list[str]] = defaultdict(list)
             for r in group:
                 fixed = tuple(f"{k}={v}" for k, v in r.items() if k != key)
