@@ -1,6 +1,10 @@
 """Render every paper table (Markdown, CSV, LaTeX) and the report page from stored results.
 
     python scripts/tables.py [--budget paper|cpu|smoke] [--runs DIR ...] [--out outputs/tables] [--allow-stale]
+    python scripts/tables.py --budget cpu --readme README.md   # also rewrite the README's results block
+
+The README's block is built from the committed records of the budget alone (src/odenets/reproduced/<budget>,
+stale ones included: they are what the README reports), so a test can check it against them.
 
 Runs are read from outputs/runs and from the committed results (src/odenets/reproduced) unless --runs
 names other folders. Runs whose code has changed since they ran (a module they imported now differs;
@@ -15,9 +19,10 @@ import sys
 from pathlib import Path
 
 from odenets.errors import ConfigError
-from odenets.report import write_report
-from odenets.results import RUN_ROOTS
-from odenets.tables import RESULT_TABLES, write_all
+from odenets.report import write_readme_results, write_report
+from odenets.reproduce import BUDGETS
+from odenets.results import REPRODUCED, RUN_ROOTS
+from odenets.tables import RESULT_TABLES, RunIndex, results_summary, write_all
 
 
 def main() -> None:
@@ -32,6 +37,7 @@ def main() -> None:
     parser.add_argument("--tables", default=",".join(RESULT_TABLES), help="comma-separated table names")
     parser.add_argument("--no-memory", dest="memory", action="store_false",
                         help="skip measuring one-image inference memory (RKCNN Tables 2-3)")
+    parser.add_argument("--readme", help="rewrite this README's results block from the budget's committed records")
     args = parser.parse_args()
     try:
         tables = write_all(args.out, args.budget, tuple(args.runs), args.bench, tuple(args.tables.split(",")),
@@ -41,6 +47,10 @@ def main() -> None:
         sys.exit(2)
     report = write_report(args.report, tables, args.figures, args.budget)
     print(f"tables in {Path(args.out)}/, report: {report}")
+    if args.readme:
+        index = RunIndex(REPRODUCED / args.budget, allow_stale=True)
+        write_readme_results(args.readme, results_summary(BUDGETS[args.budget][0], args.budget, index))
+        print(f"results block of {args.readme} rewritten")
 
 
 if __name__ == "__main__":

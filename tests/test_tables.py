@@ -13,12 +13,14 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.types import RunMode
 from omegaconf import OmegaConf
 
-from helpers import cli, results_under
+from helpers import REPO, cli, results_under
 from odenets.config import CONF_DIR, compose_row
 from odenets.provenance import imported_modules
 from odenets.published import load_table
 from odenets.reproduce import BUDGETS, Sweep, pack, plan, trained_rows
-from odenets.tables import MISSING, RunIndex, render, to_frame, to_latex, to_markdown, write_all
+from odenets.report import readme_results
+from odenets.results import REPRODUCED
+from odenets.tables import MISSING, RunIndex, render, results_summary, to_frame, to_latex, to_markdown, write_all
 
 
 def current_code() -> dict[str, str]:
@@ -135,3 +137,13 @@ def test_submitit_local_launcher_runs_a_two_job_sweep(tmp_path):
     out = cli("-m", "hydra/launcher=submitit_local", "scheme=euler,midpoint", "depth=6", tmp_path=tmp_path)
     assert out.returncode == 0, out.stderr[-2000:]
     assert sorted(r["config"]["scheme"]["name"] for r in results_under(tmp_path).values()) == ["euler", "midpoint"]
+
+
+def test_readme_results_are_the_committed_records():
+    """The README's results block is what the committed cpu records render to, and every row the cpu
+    budget trains has a committed result."""
+    index = RunIndex(REPRODUCED / "cpu", allow_stale=True)
+    names = BUDGETS["cpu"][0]
+    assert readme_results((REPO / "README.md").read_text()) == results_summary(names, "cpu", index).strip("\n")
+    missing = [" ".join(r) for r, _ in trained_rows(names, "cpu") if not index.runs_for({"overrides": r}, "cpu")]
+    assert not missing, f"no committed cpu result for: {missing}"

@@ -1,10 +1,30 @@
-"""`outputs/report/index.md`: every rendered table and every figure on one page."""
+"""`outputs/report/index.md`: every rendered table and every figure on one page; and the README's
+results block, between `RESULTS_BEGIN` and `RESULTS_END`."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 from odenets.tables import RenderedTable, to_markdown
+
+RESULTS_BEGIN = "<!-- results: written by `python scripts/tables.py --budget cpu --readme README.md` -->"
+RESULTS_END = "<!-- results: end -->"
+
+
+def readme_results(readme: str) -> str:
+    """The results block of a README's text (without its markers)."""
+    if RESULTS_BEGIN not in readme or RESULTS_END not in readme:
+        raise ValueError(f"the README has no results block ({RESULTS_BEGIN} ... {RESULTS_END})")
+    return readme.split(RESULTS_BEGIN, 1)[1].split(RESULTS_END, 1)[0].strip("\n")
+
+
+def write_readme_results(path: str | Path, block: str) -> None:
+    """Replace the results block of the README at `path` with `block`."""
+    path = Path(path)
+    text = path.read_text()
+    readme_results(text)  # raises without the markers
+    head, rest = text.split(RESULTS_BEGIN, 1)
+    path.write_text(f"{head}{RESULTS_BEGIN}\n{block.strip()}\n{RESULTS_END}{rest.split(RESULTS_END, 1)[1]}")
 
 
 def write_report(path: str | Path, tables: list[RenderedTable], figures_dir: str | Path, budget: str) -> Path:

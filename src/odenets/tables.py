@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 import statistics
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -358,6 +358,42 @@ def to_markdown(t: RenderedTable) -> str:
     if commands:
         lines += ["", "Missing cells are filled by:", *[f"{i}. `{c}`" for i, c in enumerate(commands, 1)]]
     return "\n".join(lines) + "\n"
+
+
+def results_summary(names: Sequence[str], budget: str, index: RunIndex) -> str:
+    """The README's "Results" block: for each table, every trained row's result (best over epochs, best
+    seed; mean ± sample std over seeds), the paper's, the difference, the epochs and commits; then the
+    orderings the paper claims, tested on our seeds. Built from runs only (no counts, no measurements),
+    so the committed records alone determine it."""
+    parts = []
+    for name in names:
+        table = load_table(name)
+        grid = []
+        for row in table["rows"]:
+            pub = row.get("published") or {}
+            for q in ("accuracy", "error"):
+                if q not in pub or not row.get("overrides") or (pub.get(q) is None and not row.get("train")):
+                    continue
+                values, runs = row_values(row, budget, index, q)
+                if not values:
+                    grid.append([row["row"], MISSING, MISSING, _fmt(q, pub.get(q)), MISSING, MISSING, MISSING])
+                    continue
+                s = spread(values, higher_is_better=q != "error")
+                diff = MISSING if pub.get(q) is None else f"{s.best - pub[q]:+.2f}"
+                std = f"{s.mean:.2f} ± {s.std:.2f} (n={s.n})" if s.n > 1 else "n=1"
+                epochs = "/".join(map(str, sorted({r.get("epochs") for r in runs})))
+                grid.append([row["row"], f"{s.best:.2f}", std, _fmt(q, pub.get(q)), diff, epochs,
+                             commits(runs).split(" ", 1)[1]])
+        if not grid:
+            continue
+        metric = "error (%)" if any("error" in (r.get("published") or {}) for r in table["rows"]) else "accuracy (%)"
+        parts += [f"**{table.get('title', name)}** (`{name}`, budget {budget}; {metric})", "",
+                  markdown_grid(grid, ["row", "ours", "mean ± std", "paper", "Δ", "epochs", "commit"]), ""]
+        tested = claims(table, budget, index)
+        if tested:
+            parts += [f"- {c['better']} above {c['worse']}: {cmp.describe() if cmp else 'no runs yet'}"
+                      for c, cmp in tested] + [""]
+    return "\n".join(parts)
 
 
 def to_latex(t: RenderedTable) -> str:
