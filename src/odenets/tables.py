@@ -368,7 +368,7 @@ def results_summary(names: Sequence[str], budget: str, index: RunIndex) -> str:
     parts = []
     for name in names:
         table = load_table(name)
-        grid = []
+        grid, used = [], {}
         for row in table["rows"]:
             pub = row.get("published") or {}
             for q in ("accuracy", "error"):
@@ -378,6 +378,7 @@ def results_summary(names: Sequence[str], budget: str, index: RunIndex) -> str:
                 if not values:
                     grid.append([row["row"], MISSING, MISSING, _fmt(q, pub.get(q)), MISSING, MISSING, MISSING])
                     continue
+                used.update((r["fingerprint"], r) for r in runs)
                 s = spread(values, higher_is_better=q != "error")
                 diff = MISSING if pub.get(q) is None else f"{s.best - pub[q]:+.2f}"
                 std = f"{s.mean:.2f} ± {s.std:.2f} (n={s.n})" if s.n > 1 else "n=1"
@@ -387,12 +388,19 @@ def results_summary(names: Sequence[str], budget: str, index: RunIndex) -> str:
         if not grid:
             continue
         metric = "error (%)" if any("error" in (r.get("published") or {}) for r in table["rows"]) else "accuracy (%)"
+        hours = sum(r.get("wall_time_s") or 0 for r in used.values()) / 3600
+        threads = "/".join(map(str, sorted({get(r, "device.torch_threads") for r in used.values()} - {None})))
         parts += [f"**{table.get('title', name)}** (`{name}`, budget {budget}; {metric})", "",
-                  markdown_grid(grid, ["row", "ours", "mean ± std", "paper", "Δ", "epochs", "commit"]), ""]
+                  markdown_grid(grid, ["row", "ours", "mean ± std", "paper", "Δ", "epochs", "commit"]), "",
+                  f"{len(used)} runs, {hours:.2f} h of training wall time ({threads} torch thread(s) each).", ""]
         tested = claims(table, budget, index)
         if tested:
             parts += [f"- {c['better']} above {c['worse']}: {cmp.describe() if cmp else 'no runs yet'}"
                       for c, cmp in tested] + [""]
+    every = [r for runs in index.by_key.values() for r in runs if get(r, "config.budget.name") == budget]
+    hours = sum(r.get("wall_time_s") or 0 for r in every) / 3600
+    parts.append(f"All {len(every)} runs of budget {budget} (the tables' and the figures' sweeps): {hours:.2f} h "
+                 "of training wall time.")
     return "\n".join(parts)
 
 
