@@ -30,7 +30,7 @@ test-fast: $(STAMP)  ## the inner loop: everything but the end-to-end subprocess
 	$(PY) -m pytest -m "not slow"
 
 reproduce-tables: $(STAMP)  ## run what is missing for every table and figure, then render them (BUDGET=paper|cpu|smoke, TABLES=a,b)
-	$(PY) scripts/reproduce.py --budget $(BUDGET) --launcher $(LAUNCHER) --seeds $(SEEDS) $(if $(TABLES),--tables $(TABLES))
+	$(PY) scripts/reproduce.py --budget $(BUDGET) --launcher $(LAUNCHER) --seeds $(SEEDS) $(if $(TABLES),--tables $(TABLES)) $(ARGS)
 
 eval: $(STAMP)  ## evaluate a trained run: make eval RUN=outputs/runs/<run> ARGS="scheme=rk4 substeps=4"
 	$(PY) -m odenets.evaluate $(RUN) $(ARGS)

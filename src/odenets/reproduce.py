@@ -35,7 +35,7 @@ FIGURE_SWEEPS = (
     *HEUNNET_SWEEPS,
 )
 # What each budget reproduces: tables (their rows) and figure sweeps. `cpu` is what a 2-core machine
-# can run on real data in about three hours (conf/budget/cpu.yaml).
+# can run on real data in under four hours (conf/budget/cpu.yaml; README, Results).
 BUDGETS = {
     "paper": (RESULT_TABLES, FIGURE_SWEEPS),
     "smoke": (RESULT_TABLES, FIGURE_SWEEPS),
