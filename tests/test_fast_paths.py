@@ -205,6 +205,20 @@ def test_memory_of_a_model_relative_to_itself_is_one():
     assert first["saved"] <= first["forward_peak"] <= first["peak"]
 
 
+def test_adjoint_section_compares_equal_tolerances_and_saves_less():
+    s = bench.Settings(width=4, image=8, batch=2, rounds=1, overhead_steps=1, input_images=8, input_batches=1,
+                       matmul=8, warmup=0)
+    rows = bench.bench_adjoint(s)["rows"]
+    assert [(r["method"], r["mode"]) for r in rows] == [(m, g) for m in bench.ADJOINT_METHODS
+                                                        for g in ("backprop", "adjoint")]
+    for backprop, adjoint in zip(rows[::2], rows[1::2], strict=True):
+        assert backprop["tol"] == adjoint["tol"] and backprop["memory_ratio"] == 1.0
+        assert adjoint["saved_mib"] < backprop["saved_mib"]  # the adjoint keeps no solver steps for backward
+    assert "| dopri5 " in bench.format_markdown({"meta": {"torch": "", "device": "cpu", "device_name": "", "threads": 1,
+                                                          "clock": "wall", "rounds": 1, "quick": True},
+                                                 "adjoint": {"rows": rows}})
+
+
 def test_interleave_rotates_and_ratios_are_medians_of_per_round_ratios():
     calls = []
     t = bench.interleave({"a": lambda: calls.append("a"), "b": lambda: calls.append("b")}, rounds=3, warmup=0)

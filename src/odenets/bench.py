@@ -46,7 +46,7 @@ from odenets.stats import markdown_grid
 from odenets.training import build
 
 MiB = 2**20
-SECTIONS = ("overhead", "schemes", "input", "scaling", "utilisation", "recurrent")
+SECTIONS = ("overhead", "schemes", "input", "scaling", "utilisation", "recurrent", "adjoint")
 SCHEME_VARIANTS = {  # name -> overrides; ratios are to euler at the same depth
     "euler": ["scheme=euler"],
     "midpoint": ["scheme=midpoint"],
@@ -480,9 +480,34 @@ def bench_recurrent(s: Settings, m: Machine = Machine()) -> dict:
     return {"env": m.environment(s.rounds), "rows": rows}
 
 
+# --------------------------------------------------------------------------- adjoint
+ADJOINT_MODEL = ("experiment=rkcnn/mnist", "model=odenet", "model.channels=[32]")  # RKCNN Table 2's ODE-Net
+ADJOINT_METHODS = ("explicit_adams", "dopri5")
+
+
+def bench_adjoint(s: Settings, m: Machine = Machine()) -> dict:
+    """ODE-Net trained by backpropagating through torchdiffeq's solver and by its adjoint (`model.adjoint`),
+    at the same method and tolerance: step time and step memory, adjoint / backpropagation, on 28x28 images."""
+    trainer = "gpu" if torch.device(m.device).type == "cuda" else "cpu"
+    s = replace(s, image=28)
+    rows = []
+    for method in ADJOINT_METHODS:
+        configs = {mode: compose([*ADJOINT_MODEL, f"model.method={method}", f"model.adjoint={mode == 'adjoint'}",
+                                  f"trainer={trainer}"]) for mode in ("backprop", "adjoint")}
+        steps = {mode: train_step(cfg, s, m.device) for mode, cfg in configs.items()}
+        memory = {mode: step_memory(step, m.device) for mode, step in steps.items()}
+        t = interleave(steps, s.rounds, warmup=s.warmup, machine=m)
+        rows += [{"method": method, "mode": mode, "tol": float(configs[mode].model.tol), "step_s": t.median(mode),
+                  "time_ratio": t.ratio(mode, "backprop"), "saved_mib": memory[mode]["saved"] / MiB,
+                  "peak_mib": memory[mode]["peak"] / MiB,
+                  "memory_ratio": memory[mode]["peak"] / memory["backprop"]["peak"]} for mode in steps]
+    return {"env": m.environment(s.rounds), "config": {"model": list(ADJOINT_MODEL), "image": s.image,
+                                                        "batch": s.batch}, "rows": rows}
+
+
 BENCHMARKS: dict[str, Callable[[Settings, Machine], dict]] = {
     "overhead": bench_overhead, "schemes": bench_schemes, "input": bench_input, "scaling": bench_scaling,
-    "utilisation": bench_utilisation, "recurrent": bench_recurrent,
+    "utilisation": bench_utilisation, "recurrent": bench_recurrent, "adjoint": bench_adjoint,
 }
 
 
@@ -551,4 +576,9 @@ def format_markdown(results: dict) -> str:
                  f"{r['peak_mib']:.1f}", f"{r['memory_ratio']:.3f}") for r in results["schemes"]["rows"]]
         parts += ["", markdown_grid(rows, ["depth", "scheme", "step s", "time / euler", "saved MiB", "peak MiB",
                                            "memory / euler"])]
+    if "adjoint" in results:
+        rows = [(r["method"], r["mode"], f"{r['step_s']:.4f}", f"{r['time_ratio']:.2f}", f"{r['saved_mib']:.1f}",
+                 f"{r['peak_mib']:.1f}", f"{r['memory_ratio']:.2f}") for r in results["adjoint"]["rows"]]
+        parts += ["", markdown_grid(rows, ["ODE-Net method", "gradient", "step s", "time / backprop", "saved MiB",
+                                           "peak MiB", "memory / backprop"])]
     return "\n".join(parts)
