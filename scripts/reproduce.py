@@ -47,7 +47,8 @@ def main() -> None:
         [*landscape_command(depth).split()[1:], *small] for depth in LANDSCAPE_FIGURES]
     for script in [*scripts, ["scripts/figures.py"], ["scripts/tables.py", "--budget", args.budget]]:
         subprocess.run([sys.executable, *script], check=False)
-    print(f"done: {failed} failed job(s) across the sweeps (their cells show the command to rerun)")
+    print(f"done: {failed} multirun(s) with a failed job (their cells show the command to rerun)")
+    sys.exit(1 if failed else 0)
 
 
 if __name__ == "__main__":

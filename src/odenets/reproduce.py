@@ -114,11 +114,12 @@ def plan(budget: str, seeds: Sequence[int], launcher: str, tables: Sequence[str]
 
 
 def run(commands: list[list[str]], dry_run: bool = False) -> int:
-    """Run each multirun; failed jobs are recorded by train.py and do not stop the others."""
+    """Run each multirun and return how many failed (a nonzero exit); failed jobs are recorded by train.py
+    and do not stop the others."""
     failed = 0
     for i, overrides in enumerate(commands, 1):
         command = [sys.executable, "train.py", "-m", *overrides]
         print(f"[{i}/{len(commands)}] {' '.join(command[1:])}", flush=True)
         if not dry_run:
-            failed += subprocess.run(command).returncode
+            failed += subprocess.run(command).returncode != 0
     return failed
