@@ -42,7 +42,7 @@ def test_resume_after_sigkill_ends_exactly_like_an_uninterrupted_run(tmp_path):
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     (got,) = results_under(tmp_path / "b").values()
     assert got["resumed_from_step"] >= 4, "the rerun did not resume"
-    assert (run_dir / "csv" / "version_1" / "metrics.csv").is_file(), "the resume reused (and so deleted) the first CSV log"
+    assert (run_dir / "csv" / "version_1" / "metrics.csv").is_file(), "the resume reused (deleted) the first CSV"
     assert got["run_name"] == expected["run_name"] and got["status"] == "completed"
     assert _without_timings(got["history"]) == _without_timings(expected["history"])
     assert {k: v for k, v in got["metrics"]["final"].items() if not k.startswith("time/")} == \

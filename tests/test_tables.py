@@ -17,8 +17,8 @@ from helpers import REPO, cli, results_under
 from odenets.config import CONF_DIR, compose_row
 from odenets.provenance import imported_modules
 from odenets.published import load_table
-from odenets.reproduce import BUDGETS, Sweep, pack, plan, trained_rows
 from odenets.report import readme_results
+from odenets.reproduce import BUDGETS, Sweep, pack, plan, trained_rows
 from odenets.results import REPRODUCED
 from odenets.tables import MISSING, RunIndex, render, results_summary, to_frame, to_latex, to_markdown, write_all
 
