@@ -19,7 +19,7 @@ from odenets.provenance import imported_modules
 from odenets.published import load_table
 from odenets.report import readme_results
 from odenets.reproduce import BUDGETS, Sweep, pack, plan, trained_rows
-from odenets.results import REPRODUCED
+from odenets.results import REPRODUCED, load_runs
 from odenets.tables import MISSING, RunIndex, render, results_summary, to_frame, to_latex, to_markdown, write_all
 
 
@@ -147,3 +147,9 @@ def test_readme_results_are_the_committed_records():
     assert readme_results((REPO / "README.md").read_text()) == results_summary(names, "cpu", index).strip("\n")
     missing = [" ".join(r) for r, _ in trained_rows(names, "cpu") if not index.runs_for({"overrides": r}, "cpu")]
     assert not missing, f"no committed cpu result for: {missing}"
+
+
+def test_committed_records_are_read_from_a_relative_path_too(monkeypatch):
+    monkeypatch.chdir(REPO)
+    relative = load_runs(REPRODUCED.relative_to(REPO) / "cpu")
+    assert relative and len(relative) == len(load_runs(REPRODUCED / "cpu"))

@@ -66,7 +66,7 @@ def load_runs(*roots: str | Path) -> list[dict]:
     runs: dict[str, dict] = {}
     for root in (Path(r) for r in roots if Path(r).is_dir()):
         for path in sorted(root.rglob("*.json")):
-            if path.name != RESULT_FILE and not path.is_relative_to(REPRODUCED):
+            if path.name != RESULT_FILE and not path.resolve().is_relative_to(REPRODUCED):  # REPRODUCED: absolute
                 continue
             try:
                 record = json.loads(path.read_text())
