@@ -49,7 +49,11 @@ def main() -> None:
     print(f"tables in {Path(args.out)}/, report: {report}")
     if args.readme:
         index = RunIndex(REPRODUCED / args.budget, allow_stale=True)
-        write_readme_results(args.readme, results_summary(BUDGETS[args.budget][0], args.budget, index))
+        try:
+            write_readme_results(args.readme, results_summary(BUDGETS[args.budget][0], args.budget, index))
+        except (OSError, ValueError) as e:
+            print(f"error: --readme {args.readme}: {e}", file=sys.stderr)
+            sys.exit(2)
         print(f"results block of {args.readme} rewritten")
 
 

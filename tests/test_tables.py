@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -153,3 +155,13 @@ def test_committed_records_are_read_from_a_relative_path_too(monkeypatch):
     monkeypatch.chdir(REPO)
     relative = load_runs(REPRODUCED.relative_to(REPO) / "cpu")
     assert relative and len(relative) == len(load_runs(REPRODUCED / "cpu"))
+
+
+def test_readme_without_a_results_block_is_one_line_and_exit_2(tmp_path):
+    readme = tmp_path / "README.md"
+    readme.write_text("# no results here\n")
+    out = subprocess.run([sys.executable, "scripts/tables.py", "--budget", "cpu", "--no-memory", "--tables",
+                          "heunnet_table1", "--out", str(tmp_path / "t"), "--report", str(tmp_path / "r.md"),
+                          "--readme", str(readme)], cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 2 and out.stderr.count("\n") == 1 and "no results block" in out.stderr, out.stderr
+    assert readme.read_text() == "# no results here\n"

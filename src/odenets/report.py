@@ -11,20 +11,25 @@ RESULTS_BEGIN = "<!-- results: written by `python scripts/tables.py --budget cpu
 RESULTS_END = "<!-- results: end -->"
 
 
-def readme_results(readme: str) -> str:
-    """The results block of a README's text (without its markers)."""
+def _split_readme(readme: str) -> tuple[str, str, str]:
+    """(text before the results block, the block without its markers, text after it)."""
     if RESULTS_BEGIN not in readme or RESULTS_END not in readme:
         raise ValueError(f"the README has no results block ({RESULTS_BEGIN} ... {RESULTS_END})")
-    return readme.split(RESULTS_BEGIN, 1)[1].split(RESULTS_END, 1)[0].strip("\n")
+    head, rest = readme.split(RESULTS_BEGIN, 1)
+    block, tail = rest.split(RESULTS_END, 1)
+    return head, block.strip("\n"), tail
+
+
+def readme_results(readme: str) -> str:
+    """The results block of a README's text (without its markers)."""
+    return _split_readme(readme)[1]
 
 
 def write_readme_results(path: str | Path, block: str) -> None:
     """Replace the results block of the README at `path` with `block`."""
     path = Path(path)
-    text = path.read_text()
-    readme_results(text)  # raises without the markers
-    head, rest = text.split(RESULTS_BEGIN, 1)
-    path.write_text(f"{head}{RESULTS_BEGIN}\n{block.strip()}\n{RESULTS_END}{rest.split(RESULTS_END, 1)[1]}")
+    head, _, tail = _split_readme(path.read_text())
+    path.write_text(f"{head}{RESULTS_BEGIN}\n{block.strip()}\n{RESULTS_END}{tail}")
 
 
 def write_report(path: str | Path, tables: list[RenderedTable], figures_dir: str | Path, budget: str) -> Path:

@@ -141,12 +141,13 @@ def time_to_accuracy(history: Sequence[dict], threshold: float, key: str = "trai
     return None
 
 
-def commits(runs: Sequence[dict]) -> str:
+def commits(runs: Sequence[dict], label: bool = True) -> str:
     """The commits a group of runs ran at, short ("commit 1a2b3c4" or "commits 1a2b3c4, 5d6e7f8"; "+dirty"
-    when the tree had uncommitted changes)."""
+    when the tree had uncommitted changes; without the word "commit(s)" unless `label`)."""
     names = sorted({(get(r, "code.commit") or "no git")[:7] + ("+dirty" if get(r, "code.dirty") else "")
                     for r in runs})
-    return ("commit " if len(names) == 1 else "commits ") + ", ".join(names)
+    prefix = ("commit " if len(names) == 1 else "commits ") if label else ""
+    return prefix + ", ".join(names)
 
 
 def scheme_key(config: dict) -> str:

@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 import statistics
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -66,6 +66,13 @@ class RenderedTable:
     quantities: list[str]
     rows: list[tuple[str, dict[str, Cell], str | None]] = field(default_factory=list)  # (row, cells, note)
     claims: list[tuple[dict, Comparison | None]] = field(default_factory=list)  # the paper's orderings, tested
+
+
+def trains(row: dict, quantity: str) -> bool:
+    """Whether our runs fill the row's `quantity` (accuracy or error): it has overrides, and the paper
+    published that quantity or the row asks to be trained anyway (`train: true`)."""
+    pub = row.get("published") or {}
+    return bool(row.get("overrides")) and (pub.get(quantity) is not None or bool(row.get("train")))
 
 
 def train_command(row: dict, budget: str) -> str:
@@ -262,7 +269,7 @@ def render(name: str, budget: str = "paper", index: RunIndex | None = None, benc
             cells["extra_params"] = extra_params_cell(row)
         for q in ("accuracy", "error"):
             if q in pub:
-                if row.get("overrides") and (pub.get(q) is not None or row.get("train")):
+                if trains(row, q):
                     cells[q] = result_cell(row, budget, index, q, pub[q])
                 else:
                     cells[q] = Cell(None, pub.get(q), "not trained" if row.get("overrides") else "not built here")
@@ -360,6 +367,10 @@ def to_markdown(t: RenderedTable) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _wall_hours(runs: Iterable[dict]) -> float:
+    return sum(r.get("wall_time_s") or 0 for r in runs) / 3600
+
+
 def results_summary(names: Sequence[str], budget: str, index: RunIndex) -> str:
     """The README's "Results" block: for each table, every trained row's result (best over epochs, best
     seed; mean ± sample std over seeds), the paper's, the difference, the epochs and commits; then the
@@ -372,7 +383,7 @@ def results_summary(names: Sequence[str], budget: str, index: RunIndex) -> str:
         for row in table["rows"]:
             pub = row.get("published") or {}
             for q in ("accuracy", "error"):
-                if q not in pub or not row.get("overrides") or (pub.get(q) is None and not row.get("train")):
+                if q not in pub or not trains(row, q):
                     continue
                 values, runs = row_values(row, budget, index, q)
                 if not values:
@@ -384,11 +395,11 @@ def results_summary(names: Sequence[str], budget: str, index: RunIndex) -> str:
                 std = f"{s.mean:.2f} ± {s.std:.2f} (n={s.n})" if s.n > 1 else "n=1"
                 epochs = "/".join(map(str, sorted({r.get("epochs") for r in runs})))
                 grid.append([row["row"], f"{s.best:.2f}", std, _fmt(q, pub.get(q)), diff, epochs,
-                             commits(runs).split(" ", 1)[1]])
+                             commits(runs, label=False)])
         if not grid:
             continue
         metric = "error (%)" if any("error" in (r.get("published") or {}) for r in table["rows"]) else "accuracy (%)"
-        hours = sum(r.get("wall_time_s") or 0 for r in used.values()) / 3600
+        hours = _wall_hours(used.values())
         threads = "/".join(map(str, sorted({get(r, "device.torch_threads") for r in used.values()} - {None})))
         parts += [f"**{table.get('title', name)}** (`{name}`, budget {budget}; {metric})", "",
                   markdown_grid(grid, ["row", "ours", "mean ± std", "paper", "Δ", "epochs", "commit"]), "",
@@ -398,9 +409,8 @@ def results_summary(names: Sequence[str], budget: str, index: RunIndex) -> str:
             parts += [f"- {c['better']} above {c['worse']}: {cmp.describe() if cmp else 'no runs yet'}"
                       for c, cmp in tested] + [""]
     every = [r for runs in index.by_key.values() for r in runs if get(r, "config.budget.name") == budget]
-    hours = sum(r.get("wall_time_s") or 0 for r in every) / 3600
-    parts.append(f"All {len(every)} runs of budget {budget} (the tables' and the figures' sweeps): {hours:.2f} h "
-                 "of training wall time.")
+    parts.append(f"All {len(every)} runs of budget {budget} (the tables' and the figures' sweeps): "
+                 f"{_wall_hours(every):.2f} h of training wall time.")
     return "\n".join(parts)
 
 
