@@ -5,6 +5,7 @@ steps per model, and `train.py experiment=heunnet/mnist` end to end."""
 from __future__ import annotations
 
 import math
+import shutil
 from collections.abc import Callable
 
 import pytest
@@ -14,6 +15,7 @@ from torch import nn
 from helpers import results_under
 from helpers.dataset_files import write_mnist
 from helpers.recurrent import train_cli
+from odenets import fused_rnn
 from odenets.errors import ConfigError
 from odenets.models import create_model
 from odenets.models.recurrent import ODERNNLayer, PhasedLSTMLayer, as_sequence, features_per_step
@@ -153,6 +155,17 @@ def test_bad_options_are_config_errors():
 # --------------------------------------------------------------------------- the fused sequence kernel
 SCHEMES = ["euler", "heun", "rk4", "rk8", {"name": "heun_ext", "alpha": 0.8, "learn_alpha": True},
            {"name": "midpoint", "h": 0.5, "learn_h": True}]
+HAS_COMPILER = shutil.which("c++") is not None
+
+
+@pytest.fixture(params=["native", "torch"])
+def cell_arithmetic(request, monkeypatch):
+    """The cells' elementwise arithmetic in `fused_rnn.cpp` (native) or as torch operations: both are tested."""
+    if request.param == "torch":
+        monkeypatch.setattr(fused_rnn, "native_kernels", lambda: None)
+    elif not HAS_COMPILER:
+        pytest.skip("no C++ compiler: the native kernels cannot be built here")
+    return request.param
 
 
 def outputs_and_gradients(layer: nn.Module, x: torch.Tensor) -> list[torch.Tensor]:
@@ -164,9 +177,9 @@ def outputs_and_gradients(layer: nn.Module, x: torch.Tensor) -> list[torch.Tenso
 
 @pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
 @pytest.mark.parametrize("scheme", SCHEMES, ids=lambda s: s if isinstance(s, str) else f"{s['name']}-learned")
-def test_fused_scan_equals_the_op_by_op_loop(cell, scheme):
+def test_fused_scan_equals_the_op_by_op_loop(cell, scheme, cell_arithmetic):
     """Issue 12: the one-node sequence kernel computes the plain RKBlock loop's outputs and gradients
-    (input, weights, learned alpha or h) for every scheme and cell."""
+    (input, weights, learned alpha or h) for every scheme and cell, with either cell arithmetic."""
     plain = ODERNNLayer(scheme, cell, 3, 5, fused=False)
     fused = ODERNNLayer(scheme, cell, 3, 5, fused=True)
     fused.load_state_dict(plain.state_dict())
@@ -176,7 +189,7 @@ def test_fused_scan_equals_the_op_by_op_loop(cell, scheme):
 
 
 @pytest.mark.parametrize("training", [True, False])
-def test_fused_phased_lstm_equals_eq9_11_op_by_op(training):
+def test_fused_phased_lstm_equals_eq9_11_op_by_op(training, cell_arithmetic):
     plain = PhasedLSTMLayer(3, 5, period_range=(2.0, 5.0), r_on=0.3, fused=False).train(training)
     fused = PhasedLSTMLayer(3, 5, period_range=(2.0, 5.0), r_on=0.3, fused=True).train(training)
     fused.load_state_dict(plain.state_dict())
@@ -185,14 +198,65 @@ def test_fused_phased_lstm_equals_eq9_11_op_by_op(training):
         torch.testing.assert_close(b, a, rtol=0, atol=1e-12)
 
 
-def test_fused_scan_in_float32_matches_to_1e5():
-    """In single precision the two differ only by summation order: relative difference below 1e-5 per tensor."""
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_fused_scan_in_float32_matches_to_1e5(cell, cell_arithmetic):
+    """In single precision the fused scan differs from the loop by summation order and, natively, by its
+    exp (relative error below 2e-7): relative difference below 1e-5 per tensor, through 28 Heun steps."""
     torch.set_default_dtype(torch.float32)
-    plain, fused = (ODERNNLayer("heun", "lstm", 28, 32, fused=f) for f in (False, True))
+    plain, fused = (ODERNNLayer("heun", cell, 28, 32, fused=f) for f in (False, True))
     fused.load_state_dict(plain.state_dict())
     x = torch.rand(16, 28, 28)
     for a, b in zip(outputs_and_gradients(plain, x), outputs_and_gradients(fused, x), strict=True):
         assert float((b - a).norm() / a.norm()) < 1e-5
+
+
+@pytest.mark.skipif(not HAS_COMPILER, reason="no C++ compiler")
+def test_native_kernels_build_and_serve_cpu_training(monkeypatch):
+    """Where a compiler exists the loops are built and the scan uses them for float32 and float64 on CPU,
+    which is what the committed cpu-budget runs trained with; `native=True` where they do not apply is an
+    error."""
+    native = fused_rnn.native_kernels()
+    assert native is not None
+    calls = []
+
+    class Counting:
+        def __getattr__(self, name):
+            calls.append(name)
+            return getattr(native, name)
+
+    monkeypatch.setattr(fused_rnn, "native_kernels", Counting)
+    for dtype in (torch.float32, torch.float64):
+        layer = ODERNNLayer("heun", "lstm", 3, 4).to(dtype)
+        layer(torch.rand(2, 5, 3, dtype=dtype)).sum().backward()
+    assert calls.count("lstm_forward") == calls.count("lstm_backward") == 2 * 5 * 2  # stages x steps x dtypes
+    layer = ODERNNLayer("heun", "lstm", 3, 4).to(torch.bfloat16)
+    with pytest.raises(RuntimeError, match="native kernels asked for"):
+        fused_rnn.rk_scan("lstm", torch.rand(5, 2, 3, dtype=torch.bfloat16), *layer.cell.fused_params()[:1],
+                          torch.zeros(2, 2, dtype=torch.float64), torch.full((2,), 0.5, dtype=torch.float64),
+                          fused_rnn.Structure([(), (0,)], [True, True]), 8, layer.cell.fused_params()[1], native=True)
+
+
+@pytest.mark.skipif(not HAS_COMPILER, reason="no C++ compiler")
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_native_lstm_arithmetic_at_the_extremes(dtype):
+    """The compiled activations against torch's over the whole range (saturation at +-100, 0, infinities)
+    and a NaN pre-activation stays NaN: a diverging run is still caught."""
+    native = fused_rnn.native_kernels()
+    n = 6
+    inf = float("inf")
+    pre = torch.tensor([[-1e4, -100.0, -20.0, -1.0, -1e-6, 0.0, 1e-6, 0.5, 3.0, 20.0, 100.0, inf] * 2,
+                        [-inf, -88.0, -87.5, -9.0, -0.3, 0.0, 0.3, 9.0, 87.5, 88.0, 89.0, 1e4] * 2], dtype=dtype)
+    z = torch.linspace(-2, 2, 2 * 2 * n, dtype=dtype).reshape(2, 2 * n)
+    expect = [torch.empty(2, w * n, dtype=dtype) for w in (2, 4, 1)]  # k, act, tanh(c')
+    fused_rnn._lstm_forward(pre, z, *expect)
+    act, k, tanh_c = pre.clone(), torch.empty(2, 2 * n, dtype=dtype), torch.empty(2, n, dtype=dtype)
+    native.lstm_forward(act, torch.zeros_like(pre), torch.zeros(4 * n, dtype=dtype), z, k, tanh_c)
+    tol = 1e-6 if dtype == torch.float32 else 1e-14
+    for got, want in zip((k, act, tanh_c), expect, strict=True):
+        torch.testing.assert_close(got, want, rtol=0, atol=tol)
+    pre[0, 0] = float("nan")
+    native.lstm_forward(pre, torch.zeros_like(pre), torch.zeros(4 * n, dtype=dtype), z, k, tanh_c)
+    assert torch.isnan(pre[0, 0]) and torch.isnan(k[0, 0]) and not torch.isnan(k[1]).any()
 
 
 def test_fused_scan_reuses_its_buffers_and_refuses_a_second_backward():

@@ -18,136 +18,201 @@ for each weight gradient; `rk_scan` instead runs the whole sequence in one `torc
 F is the cell's increment, F(s, u) = cell(s, u) - s, so an Euler step is exactly the cell's own update
 (`odenets.models.recurrent`). Kernels (`KERNELS`) hold one cell's forward and backward: `lstm`
 (s = [h; c], torch's gate order i, f, g, o), `gru` (torch's r, z, n with b_hn inside r * (.)) and
-`rnn` (tanh(W h + u)). The plain op-by-op loop (`model.fused=false`) computes the same numbers and
-is what the tests compare this with.
+`rnn` (tanh(W h + u)). Every evaluation writes into buffers made once per sequence (states, stage
+increments, what the backward reads), so a step allocates nothing.
+
+The cells' elementwise arithmetic runs in `fused_rnn.cpp` (one vectorised loop per evaluation, built by
+torch's extension loader on first use and cached) for CPU tensors; on other devices, or where it cannot be
+built, the same formulas run as torch operations (`_lstm_forward` ...), which the tests compare it with.
+The plain op-by-op loop (`model.fused=false`) computes the same numbers as both.
 """
 
 from __future__ import annotations
 
+import hashlib
+import logging
+import os
+import platform
+import shutil
+import warnings
 from collections.abc import Sequence
+from functools import cache
+from pathlib import Path
 
 import torch
 from torch import Tensor
 from torch.autograd import Function
 
+NATIVE_SOURCE = Path(__file__).with_suffix(".cpp")
+NATIVE_DTYPES = (torch.float32, torch.float64)
 
-# --------------------------------------------------------------------------- the cells' arithmetic
-def _lstm_forward(gates: Tensor, z: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+
+@cache
+def native_kernels():
+    """The compiled loops of `fused_rnn.cpp`, or None (with one warning) where they cannot be built.
+
+    Built with -march=native, so the extension's name carries a digest of the CPU's model and flags: a home
+    directory shared by different machines keeps one build per CPU. `ODENETS_NATIVE=0` turns them off."""
+    if os.environ.get("ODENETS_NATIVE", "1") == "0":
+        return None
+    try:
+        logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)  # not "no CUDA runtime found"
+        from torch.utils.cpp_extension import load
+
+        _put_ninja_on_path()
+
+        cpu = platform.machine() + (_cpu_flags() or "")
+        name = f"odenets_fused_rnn_{hashlib.sha256(cpu.encode()).hexdigest()[:8]}"
+        flags = ["-O3", "-fno-trapping-math"] + (["-march=native"] if platform.machine() in ("x86_64", "AMD64") else [])
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return load(name, [str(NATIVE_SOURCE)], extra_cflags=flags, verbose=False)
+    except Exception as e:  # no compiler, no ninja, no headers: the torch operations compute the same
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        warnings.warn(f"odenets: fused_rnn.cpp could not be built ({reason}); the recurrent cells run as torch "
+                      "operations (same numbers, slower)", stacklevel=2)
+        return None
+
+
+def _put_ninja_on_path() -> None:
+    """torch's loader runs `ninja` from PATH; the `ninja` package installed with odenets lives beside the
+    interpreter, which is not on PATH when the virtual environment is not activated."""
+    if shutil.which("ninja") is None:
+        import ninja
+
+        os.environ["PATH"] = ninja.BIN_DIR + os.pathsep + os.environ.get("PATH", "")
+
+
+def _cpu_flags() -> str | None:
+    try:
+        return next((line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags")), None)
+    except OSError:
+        return None
+
+
+# --------------------------------------------------------------------------- the cells' arithmetic in torch
+def _lstm_forward(gates: Tensor, z: Tensor, k: Tensor, act: Tensor, tanh_c: Tensor) -> None:
     """k = [h' - h; c' - c] from the gate pre-activations; saved: act = [i, f, g, o], tanh(c')."""
     n = z.shape[1] // 2
     i, f = torch.sigmoid(gates[:, :n]), torch.sigmoid(gates[:, n:2 * n])
     g, o = torch.tanh(gates[:, 2 * n:3 * n]), torch.sigmoid(gates[:, 3 * n:])
     c = z[:, n:]
     c_new = f * c + i * g
-    tanh_c = torch.tanh(c_new)
-    return torch.cat([o * tanh_c - z[:, :n], c_new - c], dim=1), torch.cat([i, f, g, o], dim=1), tanh_c
+    torch.tanh(c_new, out=tanh_c)
+    torch.cat([o * tanh_c - z[:, :n], c_new - c], dim=1, out=k)
+    torch.cat([i, f, g, o], dim=1, out=act)
 
 
-def _lstm_backward(dk: Tensor, z: Tensor, act: Tensor, tanh_c: Tensor) -> tuple[Tensor, Tensor]:
+def _lstm_backward(dk: Tensor, z: Tensor, act: Tensor, tanh_c: Tensor, d_pre: Tensor, dz: Tensor) -> None:
     """Gradients of the gate pre-activations, and of z except through the gates (-dh, dc' f - dc)."""
     n = z.shape[1] // 2
     i, f, g, o = act[:, :n], act[:, n:2 * n], act[:, 2 * n:3 * n], act[:, 3 * n:]
     dh, dc = dk[:, :n], dk[:, n:]
     dc_new = dc + dh * o * (1 - tanh_c * tanh_c)
-    d_pre = torch.cat([dc_new * g * i * (1 - i), dc_new * z[:, n:] * f * (1 - f), dc_new * i * (1 - g * g),
-                       dh * tanh_c * o * (1 - o)], dim=1)
-    return d_pre, torch.cat([-dh, dc_new * f - dc], dim=1)
+    torch.cat([dc_new * g * i * (1 - i), dc_new * z[:, n:] * f * (1 - f), dc_new * i * (1 - g * g),
+               dh * tanh_c * o * (1 - o)], dim=1, out=d_pre)
+    torch.cat([-dh, dc_new * f - dc], dim=1, out=dz)
 
 
-def _gru_forward(hh: Tensor, u: Tensor, h: Tensor, bias_n: Tensor) -> tuple[Tensor, ...]:
-    """k = (1 - z)(n - h) from hh = h W^T; saved: h W_n^T + b_n, r, z, n."""
+def _gru_forward(hh: Tensor, u: Tensor, h: Tensor, bias_n: Tensor, saved: Tensor, k: Tensor) -> None:
+    """k = (1 - z)(n - h) from hh = h W^T; saved: [h W_n^T + b_n, r, z, n]."""
     m = h.shape[1]
     hn = hh[:, 2 * m:] + bias_n
     r = torch.sigmoid(u[:, :m] + hh[:, :m])
     z = torch.sigmoid(u[:, m:2 * m] + hh[:, m:2 * m])
     cand = torch.tanh(u[:, 2 * m:] + r * hn)
-    return (1 - z) * (cand - h), hn, r, z, cand
+    torch.mul(1 - z, cand - h, out=k)
+    torch.cat([hn, r, z, cand], dim=1, out=saved)
 
 
-def _gru_backward(dk: Tensor, h: Tensor, hn: Tensor, r: Tensor, z: Tensor, cand: Tensor) -> tuple[Tensor, ...]:
+def _gru_backward(dk: Tensor, h: Tensor, saved: Tensor, d_pre: Tensor, d_u: Tensor, dh: Tensor) -> None:
     """Gradients of hh, of u, and of h except through hh."""
+    hn, r, z, cand = saved.chunk(4, dim=1)
     d_cand = dk * (1 - z) * (1 - cand * cand)
     d_r = d_cand * hn * r * (1 - r)
     d_z = dk * (h - cand) * z * (1 - z)
-    return torch.cat([d_r, d_z, d_cand * r], dim=1), torch.cat([d_r, d_z, d_cand], dim=1), dk * (z - 1)
-
-
-def _tanh_forward(pre: Tensor) -> Tensor:
-    return torch.tanh(pre)
-
-
-def _tanh_backward(dk: Tensor, y: Tensor) -> Tensor:
-    return dk * (1 - y * y)
+    torch.cat([d_r, d_z, d_cand * r], dim=1, out=d_pre)
+    torch.cat([d_r, d_z, d_cand], dim=1, out=d_u)
+    torch.mul(dk, z - 1, out=dh)
 
 
 # --------------------------------------------------------------------------- kernels: products + elementwise
+# A kernel's forward writes k = F(z, u) and what its backward reads (`saved`, one buffer per entry of
+# `widths(n)[1]`); its backward writes the gradients of the gate pre-activations (d_pre), of u where they
+# differ (d_u) and of z (dz). `native` is the compiled extension or None (torch operations); u holds the
+# input bias on the torch path, the compiled loops add `bias` themselves (one pass over u saved).
 class LSTMKernel:
-    """F([h; c], u) = [h' - h; c' - c], gates u + h W^T (torch's order i, f, g, o)."""
+    """F([h; c], u) = [h' - h; c' - c], gates u + h W^T (torch's order i, f, g, o); saved: i, f, g, o and
+    tanh(c')."""
 
     input_grad_is_gate_grad = True
 
     @staticmethod
-    def gates(hidden: int) -> int:
-        return 4 * hidden
+    def widths(n: int) -> tuple[int, tuple[int, ...]]:
+        return 4 * n, (4 * n, n)
 
     @staticmethod
-    def forward(z: Tensor, u: Tensor, weight: Tensor) -> tuple[Tensor, tuple]:
-        gates = torch.addmm(u, z[:, :weight.shape[1]], weight.t())
-        k, act, tanh_c = _lstm_forward(gates, z)
-        return k, (act, tanh_c)
+    def forward(z: Tensor, u: Tensor, bias: Tensor, saved: tuple[Tensor, ...], k: Tensor, native,
+                weight: Tensor) -> None:
+        act, tanh_c = saved
+        if native is not None:  # h W^T into `act`, turned into activations (u and bias added) in place
+            torch.mm(z[:, :weight.shape[1]], weight.t(), out=act)
+            native.lstm_forward(act, u, bias, z, k, tanh_c)
+        else:
+            _lstm_forward(torch.addmm(u, z[:, :weight.shape[1]], weight.t()), z, k, act, tanh_c)
 
     @staticmethod
-    def backward(dk: Tensor, z: Tensor, saved: tuple, weight: Tensor, d_pre: Tensor,
-                 d_u: Tensor) -> tuple[Tensor, tuple]:
-        pre, dz = _lstm_backward(dk, z, *saved)
-        d_pre.copy_(pre)
-        dz[:, :weight.shape[1]].addmm_(pre, weight)
-        return dz, ()
+    def backward(dk: Tensor, z: Tensor, saved: tuple[Tensor, ...], k: Tensor, d_pre: Tensor, d_u: Tensor,
+                 dz: Tensor, native, weight: Tensor) -> None:
+        (native.lstm_backward if native is not None else _lstm_backward)(dk, z, *saved, d_pre, dz)
+        dz[:, :weight.shape[1]].addmm_(d_pre, weight)
 
 
 class GRUKernel:
-    """F(h, u) = h' - h = (1 - z)(n - h), r, z = sigmoid(u + h W^T), n = tanh(u_n + r (h W_n^T + b_n))."""
+    """F(h, u) = h' - h = (1 - z)(n - h), r, z = sigmoid(u + h W^T), n = tanh(u_n + r (h W_n^T + b_n));
+    saved: h W_n^T + b_n, r, z, n."""
 
     input_grad_is_gate_grad = False  # u_n's gradient lacks the factor r that (h W_n^T + b_n)'s has
 
     @staticmethod
-    def gates(hidden: int) -> int:
-        return 3 * hidden
+    def widths(m: int) -> tuple[int, tuple[int, ...]]:
+        return 3 * m, (4 * m,)
 
     @staticmethod
-    def forward(h: Tensor, u: Tensor, weight: Tensor, bias_n: Tensor) -> tuple[Tensor, tuple]:
-        k, *saved = _gru_forward(h.mm(weight.t()), u, h, bias_n)
-        return k, tuple(saved)
+    def forward(h: Tensor, u: Tensor, bias: Tensor, saved: tuple[Tensor, ...], k: Tensor, native, weight: Tensor,
+                bias_n: Tensor) -> None:
+        if native is not None:
+            native.gru_forward(h.mm(weight.t()), u, bias, h, bias_n, *saved, k)
+        else:
+            _gru_forward(h.mm(weight.t()), u, h, bias_n, *saved, k)
 
     @staticmethod
-    def backward(dk: Tensor, h: Tensor, saved: tuple, weight: Tensor, bias_n: Tensor, d_pre: Tensor,
-                 d_u: Tensor) -> tuple[Tensor, tuple]:
-        pre, du, dh = _gru_backward(dk, h, *saved)
-        d_pre.copy_(pre)
-        d_u.copy_(du)
-        return dh.addmm_(pre, weight), (pre[:, 2 * h.shape[1]:].sum(0),)
+    def backward(dk: Tensor, h: Tensor, saved: tuple[Tensor, ...], k: Tensor, d_pre: Tensor, d_u: Tensor,
+                 dh: Tensor, native, weight: Tensor, bias_n: Tensor) -> None:
+        (native.gru_backward if native is not None else _gru_backward)(dk, h, *saved, d_pre, d_u, dh)
+        dh.addmm_(d_pre, weight)
 
 
 class TanhKernel:
-    """F(h, u) = tanh(u + h W^T)."""
+    """F(h, u) = tanh(u + h W^T); its backward reads F itself (k), nothing else is saved."""
 
     input_grad_is_gate_grad = True
 
     @staticmethod
-    def gates(hidden: int) -> int:
-        return hidden
+    def widths(n: int) -> tuple[int, tuple[int, ...]]:
+        return n, ()
 
     @staticmethod
-    def forward(h: Tensor, u: Tensor, weight: Tensor) -> tuple[Tensor, tuple]:
-        y = _tanh_forward(torch.addmm(u, h, weight.t()))
-        return y, (y,)
+    def forward(h: Tensor, u: Tensor, bias: Tensor, saved: tuple[Tensor, ...], k: Tensor, native,
+                weight: Tensor) -> None:
+        torch.addmm(u, h, weight.t(), out=k)
+        (k.add_(bias) if native is not None else k).tanh_()
 
     @staticmethod
-    def backward(dk: Tensor, h: Tensor, saved: tuple, weight: Tensor, d_pre: Tensor,
-                 d_u: Tensor) -> tuple[Tensor, tuple]:
-        pre = _tanh_backward(dk, saved[0])
-        d_pre.copy_(pre)
-        return pre.mm(weight), ()
+    def backward(dk: Tensor, h: Tensor, saved: tuple[Tensor, ...], k: Tensor, d_pre: Tensor, d_u: Tensor,
+                 dh: Tensor, native, weight: Tensor) -> None:
+        torch.mul(dk, 1 - k * k, out=d_pre)
+        torch.mm(d_pre, weight, out=dh)
 
 
 KERNELS = {"lstm": LSTMKernel, "gru": GRUKernel, "rnn": TanhKernel}
@@ -186,111 +251,150 @@ _WORKSPACE = _Workspace()
 
 class _RKScan(Function):
     """Stage inputs live in one buffer Z (T + 1, stages, B, state): Z[t, 0] is y_t, so the states need no
-    copies and the weight gradient reads every evaluation's h from Z in one product. Z and the gradient
-    buffers go back to `_WORKSPACE` after backward (so the graph cannot be backpropagated twice)."""
+    copies and the weight gradient reads every evaluation's h from Z in one product; the stage increments
+    in K (T, stages, B, state), what the backward reads in `saved`. They go back to `_WORKSPACE` after
+    backward (so the graph cannot be backpropagated twice)."""
 
     @staticmethod
-    def forward(ctx, u: Tensor, hA: Tensor, hb: Tensor, gate: Tensor | None, kernel: str, structure: Structure,
-                state_size: int, *params: Tensor) -> Tensor:
-        K = KERNELS[kernel]
-        B, T = u.shape[:2]
+    def forward(ctx, x: Tensor, w_in: Tensor, bias: Tensor, hA: Tensor, hb: Tensor, gate: Tensor | None, kernel: str,
+                structure: Structure, state_size: int, native, *params: Tensor) -> Tensor:
+        Kn = KERNELS[kernel]
+        T, B = x.shape[:2]
         n = params[0].shape[1]  # hidden units: W_hh is (gates, hidden)
-        A, b = hA.tolist(), hb.tolist()
-        s = structure.stages
-        single = sum(structure.outs) == 1 and b[structure.outs.index(True)] == 1  # Euler: the increment is k
-        keep_k = ctx.needs_input_grad[1] or ctx.needs_input_grad[2]
-        keep_increment = gate is not None and ctx.needs_input_grad[3]
-        Z = _WORKSPACE.take((T + 1, s, B, state_size), u) if torch.is_grad_enabled() or u.requires_grad \
-            else u.new_empty(T + 1, s, B, state_size)
+        A, b, s, st = hA.tolist(), hb.tolist(), structure.stages, structure
+        single = sum(st.outs) == 1 and b[st.outs.index(True)] == 1  # Euler: the increment is k
+        buffer = _WORKSPACE.take if any(ctx.needs_input_grad) else lambda shape, like: like.new_empty(shape)
+        x2d = x.reshape(T * B, x.shape[2])
+        # the input half of every gate, for all t at once; the compiled loops add the bias themselves
+        U = buffer((T * B, params[0].shape[0]), x)
+        torch.mm(x2d, w_in.t(), out=U) if native is not None else torch.addmm(bias, x2d, w_in.t(), out=U)
+        U = U.view(T, B, -1)
+        Z, K = buffer((T + 1, s, B, state_size), U), buffer((T, s, B, state_size), U)
+        saved = tuple(buffer((T, s, B, w), U) for w in Kn.widths(n)[1])
+        inc = buffer((T, B, state_size), U) if gate is not None and not single else None  # for the gate's gradient
         Z[0, 0].zero_()
-        saved, ks_kept, increments = [], [], []
-        for t in range(T):
-            y, ut = Z[t, 0], u[:, t]
-            ks: list[Tensor | None] = [None] * s
+        for t in range(T):  # per-stage views made by one unbind each: indexing them one by one costs more
+            zt, kt, ut, svt = Z[t].unbind(0), K[t].unbind(0), U[t], [v[t].unbind(0) for v in saved]
+            y = zt[0]
             for i in range(s):
-                z = Z[t, i]
-                if i:
-                    deps = structure.deps[i]
-                    if not deps:
-                        z.copy_(y)
-                    for m, j in enumerate(deps):
-                        torch.add(y, ks[j], alpha=A[i][j], out=z) if m == 0 else z.add_(ks[j], alpha=A[i][j])
-                ks[i], state = K.forward(z, ut, *params)
-                saved.append(state)
-            increment = None
-            for i in range(s):
-                if structure.outs[i]:
-                    if increment is None:
-                        increment = ks[i] if single else ks[i] * b[i]
-                    else:
-                        increment.add_(ks[i], alpha=b[i])
-            if keep_k:
-                ks_kept.append(ks)
-            if keep_increment:
-                increments.append(increment)
-            if gate is not None:
-                torch.addcmul(y, gate[t], increment, out=Z[t + 1, 0])
-            else:
-                torch.add(y, increment, out=Z[t + 1, 0])
-        ctx.kernel, ctx.structure, ctx.A, ctx.b, ctx.coefficient_dtype = kernel, structure, A, b, hA.dtype
-        ctx.saved, ctx.ks, ctx.increments = saved, ks_kept, increments
-        ctx.save_for_backward(Z, gate if gate is not None else u.new_empty(0), *params)
-        ctx.has_gate = gate is not None
-        return Z[1:, 0, :, :n].transpose(0, 1).contiguous()
+                z = zt[i]
+                for m, j in enumerate(st.deps[i]):
+                    torch.add(y, kt[j], alpha=A[i][j], out=z) if m == 0 else z.add_(kt[j], alpha=A[i][j])
+                if i and not st.deps[i]:
+                    z.copy_(y)
+                Kn.forward(z, ut, bias, tuple(v[i] for v in svt), kt[i], native, *params)
+            nxt, outs = Z[t + 1, 0], [i for i in range(s) if st.outs[i]]
+            if gate is None and not single:  # y + sum_i hb_i k_i straight into the next state
+                for m, i in enumerate(outs):
+                    torch.add(y, kt[i], alpha=b[i], out=nxt) if m == 0 else nxt.add_(kt[i], alpha=b[i])
+                continue
+            increment = kt[outs[0]] if single else inc[t]
+            if not single:
+                for m, i in enumerate(outs):
+                    torch.mul(kt[i], b[i], out=increment) if m == 0 else increment.add_(kt[i], alpha=b[i])
+            torch.addcmul(y, gate[t], increment, out=nxt) if gate is not None else torch.add(y, increment, out=nxt)
+        if any(ctx.needs_input_grad):
+            _WORKSPACE.give(U.view(T * B, -1))
+        ctx.kernel, ctx.structure, ctx.A, ctx.b, ctx.coefficient_dtype = kernel, st, A, b, hA.dtype
+        ctx.native, ctx.single, ctx.has_gate = native, single, gate is not None
+        ctx.buffers = (Z, K, saved, inc)
+        ctx.save_for_backward(x2d, w_in, bias, gate if gate is not None else U.new_empty(0), *params)
+        return Z[1:, 0, :, :n].clone(memory_format=torch.contiguous_format)
 
     @staticmethod
     def backward(ctx, d_hidden: Tensor):
-        if ctx.saved is None:
+        if ctx.buffers is None:
             raise RuntimeError("odenets.fused_rnn: the sequence was already backpropagated (its buffers are reused)")
-        K, st, A, b = KERNELS[ctx.kernel], ctx.structure, ctx.A, ctx.b
-        Z, gate, *params = ctx.saved_tensors
+        Kn, st, A, b, native = KERNELS[ctx.kernel], ctx.structure, ctx.A, ctx.b, ctx.native
+        Z, K, saved, inc = ctx.buffers
+        x2d, w_in, bias, gate, *params = ctx.saved_tensors
         gate = gate if ctx.has_gate else None
-        T, s, B, S = Z.shape[0] - 1, Z.shape[1], Z.shape[2], Z.shape[3]
+        T, s, B, S = K.shape
         n = params[0].shape[1]
-        G = K.gates(n)
+        G = Kn.widths(n)[0]
+        learn_A, learn_b = ctx.needs_input_grad[3], ctx.needs_input_grad[4]
         d_pre = _WORKSPACE.take((T, s, B, G), d_hidden)  # every evaluation's gate pre-activation gradient
-        d_u = d_pre if K.input_grad_is_gate_grad else _WORKSPACE.take((T, s, B, G), d_hidden)
-        d_extra = [torch.zeros_like(p) for p in params[1:]]
-        gA = torch.zeros(s, s, dtype=torch.float64) if ctx.needs_input_grad[1] else None
-        gb = torch.zeros(s, dtype=torch.float64) if ctx.needs_input_grad[2] else None
-        d_gate = torch.zeros_like(gate) if gate is not None and ctx.needs_input_grad[3] else None
+        d_u = d_pre if Kn.input_grad_is_gate_grad else _WORKSPACE.take((T, s, B, G), d_hidden)
+        DZ = _WORKSPACE.take((T if learn_A else 1, s, B, S), d_hidden)  # every step's, if A is learned
+        DK = _WORKSPACE.take((s, B, S), d_hidden)
+        dks = DK.unbind(0)
+        d_inc_all = _WORKSPACE.take((T, B, S), d_hidden) if learn_b else None
+        d_gate = torch.zeros_like(gate) if gate is not None and ctx.needs_input_grad[5] else None
         dy = d_hidden.new_zeros(B, S)
         for t in reversed(range(T)):
-            dy[:, :n] += d_hidden[:, t]
-            d_inc = dy * gate[t] if gate is not None else dy
+            dy[:, :n] += d_hidden[t]
+            d_inc = dy if gate is None else dy * gate[t]
             if d_gate is not None:
-                d_gate[t] = (dy * ctx.increments[t]).sum(0)
-            dz: list[Tensor | None] = [None] * s
+                torch.sum(dy * (K[t, st.outs.index(True)] if ctx.single else inc[t]), 0, out=d_gate[t])
+            if learn_b:
+                d_inc_all[t].copy_(d_inc)
+            dz, zt, kt = DZ[t if learn_A else 0].unbind(0), Z[t].unbind(0), K[t].unbind(0)
+            svt, dpt = [v[t].unbind(0) for v in saved], d_pre[t].unbind(0)
+            dut = dpt if d_u is d_pre else d_u[t].unbind(0)
             for i in reversed(range(s)):
-                dk = (d_inc if b[i] == 1 and not st.users[i] else d_inc * b[i]) if st.outs[i] else None
-                for m in st.users[i]:
-                    dk = dz[m] * A[m][i] if dk is None else dk.add_(dz[m], alpha=A[m][i])
-                if ctx.ks and gb is not None and st.outs[i]:
-                    gb[i] += float((d_inc * ctx.ks[t][i]).sum())
-                if ctx.ks and gA is not None:
+                if st.outs[i] and b[i] == 1 and not st.users[i]:
+                    dk = d_inc
+                else:
+                    dk = dks[i]
+                    first = True
+                    if st.outs[i]:
+                        torch.mul(d_inc, b[i], out=dk)
+                        first = False
                     for m in st.users[i]:
-                        gA[m, i] += float((dz[m] * ctx.ks[t][i]).sum())
-                dz[i], extra = K.backward(dk, Z[t, i], ctx.saved[t * s + i], *params, d_pre[t, i], d_u[t, i])
-                for acc, g in zip(d_extra, extra, strict=True):
-                    acc += g
+                        torch.mul(dz[m], A[m][i], out=dk) if first else dk.add_(dz[m], alpha=A[m][i])
+                        first = False
+                    if first:
+                        dk.zero_()
+                Kn.backward(dk, zt[i], tuple(v[i] for v in svt), kt[i], dpt[i], dut[i], dz[i], native, *params)
             for i in range(s):
                 dy += dz[i]
-        d_weight = None
-        if ctx.needs_input_grad[7]:
-            d_weight = d_pre.reshape(-1, G).t().mm(Z[:T].reshape(-1, S)[:, :n])
-        ctx.saved = ctx.ks = ctx.increments = None
-        gA, gb = (None if g is None else g.to(ctx.coefficient_dtype) for g in (gA, gb))
-        d_input = d_u[:, 0].clone() if s == 1 else d_u.sum(1)
-        _WORKSPACE.give(Z, d_pre, *((d_u,) if d_u is not d_pre else ()))
-        d_u = d_input
-        return (d_u.transpose(0, 1), gA, gb, d_gate, None, None, None, d_weight, *d_extra)
+        gA = gb = None
+        if learn_A:
+            gA = torch.zeros(s, s, dtype=torch.float64)
+            for m in range(s):
+                for i in st.deps[m]:
+                    gA[m, i] = float((DZ[:, m] * K[:, i]).sum(dtype=torch.float64))
+            gA = gA.to(ctx.coefficient_dtype)
+        if learn_b:
+            gb = torch.tensor([float((d_inc_all * K[:, i]).sum(dtype=torch.float64)) if st.outs[i] else 0.0
+                               for i in range(s)], dtype=ctx.coefficient_dtype)
+        d_params: list[Tensor | None] = [None] * len(params)
+        if ctx.needs_input_grad[10]:
+            d_params[0] = d_pre.reshape(-1, G).t().mm(Z[:T].reshape(-1, S)[:, :n])
+        if len(params) > 1:  # the GRU's b_hn, inside r * (.): the n-gate block of d_pre
+            d_params[1] = d_pre.reshape(-1, G)[:, 2 * n:].sum(0)
+        d_u_all = d_u[:, 0]  # u's gradient, summed over the stages: (T, B, G)
+        if s > 1:
+            d_u_all = torch.add(d_u[:, 0], d_u[:, 1], out=_WORKSPACE.take((T, B, G), d_hidden))
+            for i in range(2, s):
+                d_u_all += d_u[:, i]
+        d_u_all = d_u_all.reshape(T * B, G)
+        d_x = d_u_all.mm(w_in).view(T, B, -1) if ctx.needs_input_grad[0] else None
+        d_w_in = x2d.t().mm(d_u_all).t() if ctx.needs_input_grad[1] else None  # this order: MKL's faster one
+        d_bias = d_u_all.sum(0) if ctx.needs_input_grad[2] else None
+        ctx.buffers = None
+        _WORKSPACE.give(Z, K, *saved, *((inc,) if inc is not None else ()), d_pre, DZ, DK,
+                        *((d_u,) if d_u is not d_pre else ()), *((d_inc_all,) if learn_b else ()),
+                        *((d_u_all.view(T, B, G),) if s > 1 else ()))
+        return (d_x, d_w_in, d_bias, gA, gb, d_gate, None, None, None, None, *d_params)
 
 
-def rk_scan(kernel: str, u: Tensor, hA: Tensor, hb: Tensor, structure: Structure, state_size: int,
-            params: Sequence[Tensor], gate: Tensor | None = None) -> Tensor:
-    """Hidden states (B, T, H) of a cell stepped by the tableau (hA, hb = h * A, h * b) over inputs u (B, T, G).
+def rk_scan(kernel: str, x: Tensor, inputs: tuple[Tensor, Tensor], hA: Tensor, hb: Tensor, structure: Structure,
+            state_size: int, params: Sequence[Tensor], gate: Tensor | None = None,
+            native: bool | None = None) -> Tensor:
+    """Hidden states (T, B, H) of a cell stepped by the tableau (hA, hb = h * A, h * b) over inputs x (T, B, F).
+
+    `inputs` = (W_in, b): the gates' input half u_t = x_t W_in^T + b, one matrix product for all t (x_t is
+    the same at every stage), its gradients formed once at the end. Time-major, as the scan reads them:
+    every step's inputs and states are contiguous.
 
     `params`: the recurrent weight W_hh (G, H) first, then the kernel's other parameters (GRU: b_hn).
     `gate` (T, state): optional per-unit step size at each time (Phased LSTM's time gate).
+    `native`: run the cell arithmetic in `fused_rnn.cpp` (None: wherever it applies and is built; False:
+    as torch operations).
     """
-    return _RKScan.apply(u, hA, hb, gate, kernel, structure, state_size, *params)
+    applies = x.device.type == "cpu" and x.dtype in NATIVE_DTYPES and all(p.dtype == x.dtype for p in params)
+    compiled = native_kernels() if native is not False and applies else None
+    if native and compiled is None:
+        raise RuntimeError("odenets.fused_rnn: native kernels asked for, but they do not apply or did not build")
+    return _RKScan.apply(x, *inputs, hA, hb, gate, kernel, structure, state_size, compiled, *params)

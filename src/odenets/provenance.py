@@ -20,6 +20,7 @@ import ast
 import hashlib
 import os
 import platform
+import re
 import subprocess
 import sys
 from functools import cache
@@ -64,18 +65,23 @@ def _without_docstrings(tree: ast.AST) -> ast.AST:
 
 
 @cache
-def _digest_cached(path: str, mtime_ns: int, size: int) -> str:
-    tree = _without_docstrings(ast.parse(Path(path).read_text()))
-    return hashlib.sha256(ast.dump(tree).encode()).hexdigest()[:16]
+def _digest_cached(path: str, mtime_ns: int, size: int, native_mtime_ns: int | None) -> str:
+    code = ast.dump(_without_docstrings(ast.parse(Path(path).read_text())))
+    if native_mtime_ns is not None:  # its C++ source, without // comments
+        code += re.sub(r"//[^\n]*", "", Path(path).with_suffix(".cpp").read_text())
+    return hashlib.sha256(code.encode()).hexdigest()[:16]
 
 
 def module_digest(path: str | Path) -> str | None:
-    """Digest of a module's code (docstrings and comments excluded); None if the file is gone."""
+    """Digest of a module's code (docstrings and comments excluded), and of the C++ source of the same name
+    that it compiles if there is one (`fused_rnn.py` + `fused_rnn.cpp`); None if the file is gone."""
     try:
         st = os.stat(path)
     except OSError:
         return None
-    return _digest_cached(str(path), st.st_mtime_ns, st.st_size)
+    native = Path(path).with_suffix(".cpp")
+    native_mtime = native.stat().st_mtime_ns if native.is_file() else None
+    return _digest_cached(str(path), st.st_mtime_ns, st.st_size, native_mtime)
 
 
 def module_path(name: str) -> Path:

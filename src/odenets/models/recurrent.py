@@ -133,10 +133,9 @@ class TanhTransition(nn.Module):
     def inputs(self, x: Tensor) -> Tensor:
         return self.input_map(x)
 
-    fused_inputs = inputs
-
-    def fused_params(self) -> tuple[Tensor, ...]:
-        return (self.recurrent.weight,)
+    def fused_params(self) -> tuple[tuple[Tensor, Tensor], tuple[Tensor, ...]]:
+        """(input weight, bias) and the recurrent parameters, as `rk_scan` takes them."""
+        return (self.input_map.weight, self.input_map.bias), (self.recurrent.weight,)
 
     def forward(self, h: Tensor, u: Tensor) -> Tensor:
         return torch.tanh(self.recurrent(h) + u)
@@ -154,11 +153,8 @@ class CellIncrement(nn.Module):
     def inputs(self, x: Tensor) -> Tensor:
         return x
 
-    def fused_inputs(self, x: Tensor) -> Tensor:
-        return gate_inputs(self.cell, x)
-
-    def fused_params(self) -> tuple[Tensor, ...]:
-        return recurrent_params(self.cell)
+    def fused_params(self) -> tuple[tuple[Tensor, Tensor], tuple[Tensor, ...]]:
+        return input_map(self.cell), recurrent_params(self.cell)
 
     def forward(self, s: Tensor, x: Tensor) -> Tensor:
         if self.kernel == "lstm":
@@ -167,14 +163,14 @@ class CellIncrement(nn.Module):
         return self.cell(x, s) - s
 
 
-def gate_inputs(cell: nn.LSTMCell | nn.GRUCell, x: Tensor) -> Tensor:
-    """The input half of a torch cell's gates for all t at once: x W_ih^T + b_ih + b_hh (GRU: b_hn stays
-    inside r * (.), as torch computes it)."""
+def input_map(cell: nn.LSTMCell | nn.GRUCell) -> tuple[Tensor, Tensor]:
+    """The input half of a torch cell's gates, u = x W_ih^T + b, as (W_ih, b): b = b_ih + b_hh (GRU: b_hn
+    stays inside r * (.), as torch computes it). `rk_scan` computes u for all t at once."""
     bias = cell.bias_ih + cell.bias_hh
     if isinstance(cell, nn.GRUCell):
         n = cell.hidden_size
         bias = torch.cat([bias[:2 * n], cell.bias_ih[2 * n:]])
-    return nn.functional.linear(x, cell.weight_ih, bias)
+    return cell.weight_ih, bias
 
 
 def recurrent_params(cell: nn.LSTMCell | nn.GRUCell) -> tuple[Tensor, ...]:
@@ -231,11 +227,12 @@ class ODERNNLayer(nn.Module):
         F, n = self.cell, self.step.substeps
         if self.fused:
             _, hA, hb = self.step.coefficients()
-            u = F.fused_inputs(x)
-            hidden = rk_scan(F.kernel, u if n == 1 else u.repeat_interleave(n, dim=1), coefficient_tensor(hA),
+            x = x.transpose(0, 1)  # time-major, as rk_scan reads it
+            inputs, params = F.fused_params()
+            hidden = rk_scan(F.kernel, x if n == 1 else x.repeat_interleave(n, dim=0), inputs, coefficient_tensor(hA),
                              coefficient_tensor(hb), Structure(self.step.deps, self.step.outs), self.state_size,
-                             F.fused_params())
-            return hidden if n == 1 else hidden[:, n - 1::n]
+                             params)
+            return (hidden if n == 1 else hidden[n - 1::n]).transpose(0, 1)
         s = x.new_zeros(x.shape[0], self.state_size)
         hidden = []
         for u in F.inputs(x).unbind(1):
@@ -290,8 +287,9 @@ class PhasedLSTMLayer(nn.Module):
         """(B, T, F) -> (B, T, H)."""
         k = self.time_gate(torch.arange(x.shape[1], dtype=x.dtype, device=x.device))
         if self.fused:
-            return rk_scan("lstm", gate_inputs(self.cell, x), coefficient_tensor([[0.0]]), coefficient_tensor([1.0]),
-                           EULER, 2 * self.cell.hidden_size, recurrent_params(self.cell), gate=torch.cat([k, k], dim=1))
+            return rk_scan("lstm", x.transpose(0, 1), input_map(self.cell), coefficient_tensor([[0.0]]),
+                           coefficient_tensor([1.0]), EULER, 2 * self.cell.hidden_size, recurrent_params(self.cell),
+                           gate=torch.cat([k, k], dim=1)).transpose(0, 1)
         h = c = x.new_zeros(x.shape[0], self.cell.hidden_size)
         hidden = []
         for t in range(x.shape[1]):
@@ -376,15 +374,22 @@ def ode_rnn(scheme: Scheme | Mapping | str = "heun", cell: str = "lstm", hidden_
                     timescale)
 
 
+def _torch_rnn(kind: type[nn.LSTM] | type[nn.GRU], hidden_size: int, num_layers: int, num_outputs: int,
+               in_channels: int, image_size: int | None, read: str, chunk: int, trim_padding: bool,
+               input_scale: float, gate_init: str, timescale: int) -> RecurrentNet:
+    n_in = _sizes(hidden_size, num_layers, in_channels, image_size, read, chunk)[0]
+    rnn = kind(n_in, hidden_size, num_layers, batch_first=True)
+    return _network([TorchRecurrent(rnn)], [rnn], hidden_size, num_outputs, read, chunk, trim_padding, input_scale,
+                    gate_init, timescale)
+
+
 @register_model
 def lstm(hidden_size: int = 128, num_layers: int = 1, num_outputs: int = 10, in_channels: int = 1,
          image_size: int | None = None, read: str = "rows", chunk: int = 1, trim_padding: bool = False,
          input_scale: float = 1.0, gate_init: str = "torch", timescale: int = 100) -> RecurrentNet:
     """torch's LSTM (oneDNN/cuDNN kernels)."""
-    n_in = _sizes(hidden_size, num_layers, in_channels, image_size, read, chunk)[0]
-    rnn = nn.LSTM(n_in, hidden_size, num_layers, batch_first=True)
-    return _network([TorchRecurrent(rnn)], [rnn], hidden_size, num_outputs, read, chunk, trim_padding, input_scale,
-                    gate_init, timescale)
+    return _torch_rnn(nn.LSTM, hidden_size, num_layers, num_outputs, in_channels, image_size, read, chunk,
+                      trim_padding, input_scale, gate_init, timescale)
 
 
 @register_model
@@ -392,10 +397,8 @@ def gru(hidden_size: int = 128, num_layers: int = 1, num_outputs: int = 10, in_c
         image_size: int | None = None, read: str = "rows", chunk: int = 1, trim_padding: bool = False,
         input_scale: float = 1.0, gate_init: str = "torch", timescale: int = 100) -> RecurrentNet:
     """torch's GRU (oneDNN/cuDNN kernels)."""
-    n_in = _sizes(hidden_size, num_layers, in_channels, image_size, read, chunk)[0]
-    rnn = nn.GRU(n_in, hidden_size, num_layers, batch_first=True)
-    return _network([TorchRecurrent(rnn)], [rnn], hidden_size, num_outputs, read, chunk, trim_padding, input_scale,
-                    gate_init, timescale)
+    return _torch_rnn(nn.GRU, hidden_size, num_layers, num_outputs, in_channels, image_size, read, chunk,
+                      trim_padding, input_scale, gate_init, timescale)
 
 
 @register_model
