@@ -56,6 +56,43 @@ def test_a_changed_module_makes_its_runs_stale(tmp_path):
     assert stale_modules({"code": {"modules": {"odenets.runs": "0" * 16, "odenets.validation": "1" * 16}}}) == []
 
 
+def test_a_module_digest_covers_its_cpp_source(tmp_path):
+    module, native = tmp_path / "k.py", tmp_path / "k.cpp"
+    module.write_text("X = 1\n")
+    alone = module_digest(module)
+    native.write_text("int f() { return 1; }  // one\n")
+    with_cpp = module_digest(module)
+    assert with_cpp != alone
+    native.write_text("int f() { return 1; }  // another comment\n")
+    os.utime(native, ns=(2, 2))
+    assert module_digest(module) == with_cpp  # comments are not code
+    native.write_text("int f() { return 2; }\n")
+    os.utime(native, ns=(3, 3))
+    assert module_digest(module) != with_cpp
+
+
+@pytest.mark.parametrize("model, changed, stale", [
+    ("horesnet", "odenets.fused_rnn", False),  # imported through the registry, never run
+    ("horesnet", "odenets.models.recurrent", False),
+    ("ode_rnn", "odenets.fused_rnn", True),
+    ("lstm", "odenets.models.recurrent", True),
+    ("horesnet", "odenets.blocks", True),
+    ("densenet", "odenets.models.rkcnn", True),  # a family that another family builds on
+    ("rkcnn", "odenets.models.densenet", False),
+    ("horesnet", "odenets.data.vision", True),  # not a model: every run depends on it
+])
+def test_a_run_depends_on_its_own_model_family_only(model, changed, stale):
+    """Every run imports every model family (the registry does); a change to a family it did not build
+    does not make it stale."""
+    import odenets.training  # noqa: F401  (imports the registry, so every family)
+    from odenets.provenance import imported_modules
+
+    modules = {name: digest for name, digest in imported_modules().items() if name.startswith("odenets")}
+    assert {"odenets.fused_rnn", "odenets.models.horesnet", "odenets.models.rkcnn"} <= set(modules)
+    record = {"config": {"model": {"name": model}}, "code": {"modules": {**modules, changed: "0" * 16}}}
+    assert stale_modules(record) == ([changed] if stale else [])
+
+
 # --------------------------------------------------------------------------- seeds
 def test_seeds_draw_independent_data_orders():
     """No epoch order of seed s equals (or shifts into) any epoch order of seed s + 1."""

@@ -102,15 +102,71 @@ def imported_modules() -> dict[str, str]:
     return out
 
 
-def stale_modules(record: dict) -> list[str]:
-    """Modules the run imported whose code differs now (or that are gone); [] for a current run.
+def odenets_imports(name: str) -> frozenset[str]:
+    """The odenets modules that module `name` imports, read from its code, with their parent packages."""
+    path = module_path(name)
+    st = os.stat(path) if path.is_file() else None
+    return _imports_cached(str(path), st.st_mtime_ns if st else None)
 
-    A record without module digests (written before they were recorded) counts as stale."""
+
+@cache
+def _imports_cached(path: str, mtime_ns: int | None) -> frozenset[str]:
+    if mtime_ns is None:
+        return frozenset()
+    found = set()
+    for node in ast.walk(ast.parse(Path(path).read_text())):
+        if isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            found.add(node.module)
+            found |= {f"{node.module}.{alias.name}" for alias in node.names
+                      if module_path(f"{node.module}.{alias.name}").is_file()}
+    found = {m for m in found if m.split(".")[0] == "odenets"}
+    return frozenset(found | {m.rsplit(".", i)[0] for m in found for i in range(1, m.count(".") + 1)})
+
+
+REGISTRY = "odenets.models"  # imports every model family, so that they register themselves
+
+
+def _closure(roots: set[str], families: set[str]) -> set[str]:
+    """Every module reachable from `roots` by imports, except the registry's imports of `families`."""
+    seen, todo = set(), list(roots)
+    while todo:
+        name = todo.pop()
+        if name not in seen:
+            seen.add(name)
+            todo += [m for m in odenets_imports(name) if m not in seen and not (name == REGISTRY and m in families)]
+    return seen
+
+
+def run_dependencies(record: dict) -> set[str]:
+    """The modules a run's numbers depend on: those it imported, less the model families it did not build.
+
+    The model registry imports every family, so every run imports all of them and what they import (an
+    HO-ResNet run imports the recurrent kernels). Here the registry's imports of families do not count:
+    what the run's own family imports (other families included), and what the rest of the code imports,
+    does."""
+    from odenets.models import MODELS
+
+    imported = set((record.get("code") or {}).get("modules") or {})
+    model = ((record.get("config") or {}).get("model") or {}).get("name")
+    if model not in MODELS:
+        return imported
+    families = {fn.__module__ for fn in MODELS.values()}
+    through_families = _closure(families, families)
+    roots = {m for m in imported if m not in through_families} | {MODELS[model].__module__}
+    return imported & _closure(roots, families)
+
+
+def stale_modules(record: dict) -> list[str]:
+    """Modules the run depends on (`run_dependencies`) whose code differs now (or that are gone); [] for a
+    current run. A record without module digests (written before they were recorded) counts as stale."""
     modules = (record.get("code") or {}).get("modules")
     if not modules:
         return ["(no code digests recorded)"]
+    depends = run_dependencies(record)
     return [name for name, digest in modules.items()
-            if name not in BOOKKEEPING and module_digest(module_path(name)) != digest]
+            if name in depends and name not in BOOKKEEPING and module_digest(module_path(name)) != digest]
 
 
 # --------------------------------------------------------------------------- packages, device, data
