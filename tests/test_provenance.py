@@ -185,6 +185,7 @@ def test_the_wheel_holds_every_config_and_trains_from_anywhere(tmp_path):
     local = {p.relative_to(CONF_DIR).as_posix() for p in CONF_DIR.rglob("*.yaml")}
     assert {f"odenets/conf/{p}" for p in local} <= set(names)
     assert {p.split("/")[0] for p in local} >= set(GROUPS)
+    assert "odenets/fused_rnn.cpp" in names  # the recurrent cells' compiled loops, built where installed
 
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)

@@ -261,6 +261,11 @@ def test_native_lstm_arithmetic_at_the_extremes(dtype):
 
 def test_fused_scan_reuses_its_buffers_and_refuses_a_second_backward():
     layer = ODERNNLayer("heun", "lstm", 3, 4)
+    with torch.no_grad():  # evaluation batches reuse the buffers at once: outputs are copies, never views
+        first = layer(X)
+        kept = first.clone()
+        second = layer(X.flip(0))
+    assert torch.equal(first, kept) and not torch.equal(first, second)
     y = layer(X).sum()
     y.backward(retain_graph=True)
     with pytest.raises(RuntimeError, match="already backpropagated"):

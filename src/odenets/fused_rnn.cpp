@@ -55,12 +55,6 @@ ODENETS_INLINE T tanh_(T x) {
   return T(1) - T(2) / (T(1) + exp_(T(2) * x));
 }
 
-// Rows [begin, end) of the batch, in parallel over torch's intra-op threads.
-template <typename F>
-void rows(int64_t batch, int64_t width, const F& body) {
-  at::parallel_for(0, batch, std::max<int64_t>(1, 16384 / std::max<int64_t>(width, 1)), body);
-}
-
 // LSTM, state z = [h; c] (B, 2n), gates (B, 4n) in torch's order i, f, g, o.
 // In: gates holds h W^T, u + bias the input half; out: gates holds i, f, g, o, k = [h' - h; c' - c],
 // tanh_c = tanh(c').
@@ -197,62 +191,58 @@ ODENETS_CLONES void gru_backward_rows(int64_t b0, int64_t b1, int64_t m, const T
   }
 }
 
-void check(const std::vector<at::Tensor>& ts) {
-  for (const auto& t : ts) {
-    TORCH_CHECK(t.device().is_cpu() && t.is_contiguous() && t.scalar_type() == ts[0].scalar_type(),
+// body(T{}, b0, b1) on rows [b0, b1) of the batch, in parallel over torch's intra-op threads, for the
+// tensors' dtype T (float or double), once they are checked to be contiguous CPU tensors of that dtype.
+template <typename Body>
+void over_rows(std::initializer_list<at::Tensor> tensors, int64_t width, const Body& body) {
+  const at::Tensor& first = *tensors.begin();
+  for (const auto& t : tensors) {
+    TORCH_CHECK(t.device().is_cpu() && t.is_contiguous() && t.scalar_type() == first.scalar_type(),
                 "odenets fused_rnn: expected contiguous CPU tensors of one dtype");
   }
+  AT_DISPATCH_FLOATING_TYPES(first.scalar_type(), "odenets_fused_rnn", [&] {
+    at::parallel_for(0, first.size(0), std::max<int64_t>(1, 16384 / width),
+                     [&](int64_t b0, int64_t b1) { body(scalar_t{}, b0, b1); });
+  });
 }
 
 void lstm_forward(at::Tensor gates, const at::Tensor& u, const at::Tensor& bias, const at::Tensor& z, at::Tensor k,
                   at::Tensor tanh_c) {
-  check({gates, u, bias, z, k, tanh_c});
   const int64_t n = tanh_c.size(1);
-  AT_DISPATCH_FLOATING_TYPES(gates.scalar_type(), "lstm_forward", [&] {
-    rows(gates.size(0), 4 * n, [&](int64_t b0, int64_t b1) {
-      lstm_forward_rows<scalar_t>(b0, b1, n, gates.data_ptr<scalar_t>(), u.const_data_ptr<scalar_t>(),
-                                  bias.const_data_ptr<scalar_t>(), z.const_data_ptr<scalar_t>(),
-                                  k.data_ptr<scalar_t>(), tanh_c.data_ptr<scalar_t>());
-    });
+  over_rows({gates, u, bias, z, k, tanh_c}, 4 * n, [&](auto zero, int64_t b0, int64_t b1) {
+    using T = decltype(zero);
+    lstm_forward_rows<T>(b0, b1, n, gates.data_ptr<T>(), u.const_data_ptr<T>(), bias.const_data_ptr<T>(),
+                         z.const_data_ptr<T>(), k.data_ptr<T>(), tanh_c.data_ptr<T>());
   });
 }
 
 void lstm_backward(const at::Tensor& dk, const at::Tensor& z, const at::Tensor& act, const at::Tensor& tanh_c,
                    at::Tensor d_pre, at::Tensor dz) {
-  check({dk, z, act, tanh_c, d_pre, dz});
   const int64_t n = tanh_c.size(1);
-  AT_DISPATCH_FLOATING_TYPES(dk.scalar_type(), "lstm_backward", [&] {
-    rows(dk.size(0), 4 * n, [&](int64_t b0, int64_t b1) {
-      lstm_backward_rows<scalar_t>(b0, b1, n, dk.const_data_ptr<scalar_t>(), z.const_data_ptr<scalar_t>(),
-                                   act.const_data_ptr<scalar_t>(), tanh_c.const_data_ptr<scalar_t>(),
-                                   d_pre.data_ptr<scalar_t>(), dz.data_ptr<scalar_t>());
-    });
+  over_rows({dk, z, act, tanh_c, d_pre, dz}, 4 * n, [&](auto zero, int64_t b0, int64_t b1) {
+    using T = decltype(zero);
+    lstm_backward_rows<T>(b0, b1, n, dk.const_data_ptr<T>(), z.const_data_ptr<T>(), act.const_data_ptr<T>(),
+                          tanh_c.const_data_ptr<T>(), d_pre.data_ptr<T>(), dz.data_ptr<T>());
   });
 }
 
 void gru_forward(const at::Tensor& hh, const at::Tensor& u, const at::Tensor& bias, const at::Tensor& h,
                  const at::Tensor& bias_n, at::Tensor saved, at::Tensor k) {
-  check({hh, u, bias, h, bias_n, saved, k});
   const int64_t m = h.size(1);
-  AT_DISPATCH_FLOATING_TYPES(hh.scalar_type(), "gru_forward", [&] {
-    rows(hh.size(0), 4 * m, [&](int64_t b0, int64_t b1) {
-      gru_forward_rows<scalar_t>(b0, b1, m, hh.const_data_ptr<scalar_t>(), u.const_data_ptr<scalar_t>(),
-                                 bias.const_data_ptr<scalar_t>(), h.const_data_ptr<scalar_t>(),
-                                 bias_n.const_data_ptr<scalar_t>(), saved.data_ptr<scalar_t>(), k.data_ptr<scalar_t>());
-    });
+  over_rows({hh, u, bias, h, bias_n, saved, k}, 4 * m, [&](auto zero, int64_t b0, int64_t b1) {
+    using T = decltype(zero);
+    gru_forward_rows<T>(b0, b1, m, hh.const_data_ptr<T>(), u.const_data_ptr<T>(), bias.const_data_ptr<T>(),
+                        h.const_data_ptr<T>(), bias_n.const_data_ptr<T>(), saved.data_ptr<T>(), k.data_ptr<T>());
   });
 }
 
 void gru_backward(const at::Tensor& dk, const at::Tensor& h, const at::Tensor& saved, at::Tensor d_pre,
                   at::Tensor d_u, at::Tensor dh) {
-  check({dk, h, saved, d_pre, d_u, dh});
   const int64_t m = h.size(1);
-  AT_DISPATCH_FLOATING_TYPES(dk.scalar_type(), "gru_backward", [&] {
-    rows(dk.size(0), 4 * m, [&](int64_t b0, int64_t b1) {
-      gru_backward_rows<scalar_t>(b0, b1, m, dk.const_data_ptr<scalar_t>(), h.const_data_ptr<scalar_t>(),
-                                  saved.const_data_ptr<scalar_t>(), d_pre.data_ptr<scalar_t>(),
-                                  d_u.data_ptr<scalar_t>(), dh.data_ptr<scalar_t>());
-    });
+  over_rows({dk, h, saved, d_pre, d_u, dh}, 4 * m, [&](auto zero, int64_t b0, int64_t b1) {
+    using T = decltype(zero);
+    gru_backward_rows<T>(b0, b1, m, dk.const_data_ptr<T>(), h.const_data_ptr<T>(), saved.const_data_ptr<T>(),
+                         d_pre.data_ptr<T>(), d_u.data_ptr<T>(), dh.data_ptr<T>());
   });
 }
 

@@ -252,8 +252,8 @@ _WORKSPACE = _Workspace()
 class _RKScan(Function):
     """Stage inputs live in one buffer Z (T + 1, stages, B, state): Z[t, 0] is y_t, so the states need no
     copies and the weight gradient reads every evaluation's h from Z in one product; the stage increments
-    in K (T, stages, B, state), what the backward reads in `saved`. They go back to `_WORKSPACE` after
-    backward (so the graph cannot be backpropagated twice)."""
+    in K (T, stages, B, state), what the backward reads in `saved`. They come from `_WORKSPACE` and go
+    back after backward (so the graph cannot be backpropagated twice), or at once without a gradient."""
 
     @staticmethod
     def forward(ctx, x: Tensor, w_in: Tensor, bias: Tensor, hA: Tensor, hb: Tensor, gate: Tensor | None, kernel: str,
@@ -263,7 +263,7 @@ class _RKScan(Function):
         n = params[0].shape[1]  # hidden units: W_hh is (gates, hidden)
         A, b, s, st = hA.tolist(), hb.tolist(), structure.stages, structure
         single = sum(st.outs) == 1 and b[st.outs.index(True)] == 1  # Euler: the increment is k
-        buffer = _WORKSPACE.take if any(ctx.needs_input_grad) else lambda shape, like: like.new_empty(shape)
+        buffer, training = _WORKSPACE.take, any(ctx.needs_input_grad)
         x2d = x.reshape(T * B, x.shape[2])
         # the input half of every gate, for all t at once; the compiled loops add the bias themselves
         U = buffer((T * B, params[0].shape[0]), x)
@@ -293,13 +293,16 @@ class _RKScan(Function):
                 for m, i in enumerate(outs):
                     torch.mul(kt[i], b[i], out=increment) if m == 0 else increment.add_(kt[i], alpha=b[i])
             torch.addcmul(y, gate[t], increment, out=nxt) if gate is not None else torch.add(y, increment, out=nxt)
-        if any(ctx.needs_input_grad):
-            _WORKSPACE.give(U.view(T * B, -1))
+        hidden = Z[1:, 0, :, :n].clone(memory_format=torch.contiguous_format)
+        _WORKSPACE.give(U.view(T * B, -1))
+        if not training:  # no backward reads them: the next sequence (an evaluation batch) reuses them
+            _WORKSPACE.give(Z, K, *saved, *((inc,) if inc is not None else ()))
+            return hidden
         ctx.kernel, ctx.structure, ctx.A, ctx.b, ctx.coefficient_dtype = kernel, st, A, b, hA.dtype
         ctx.native, ctx.single, ctx.has_gate = native, single, gate is not None
         ctx.buffers = (Z, K, saved, inc)
         ctx.save_for_backward(x2d, w_in, bias, gate if gate is not None else U.new_empty(0), *params)
-        return Z[1:, 0, :, :n].clone(memory_format=torch.contiguous_format)
+        return hidden
 
     @staticmethod
     def backward(ctx, d_hidden: Tensor):
