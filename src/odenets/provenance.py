@@ -105,14 +105,14 @@ def imported_modules() -> dict[str, str]:
 def odenets_imports(name: str) -> frozenset[str]:
     """The odenets modules that module `name` imports, read from its code, with their parent packages."""
     path = module_path(name)
-    st = os.stat(path) if path.is_file() else None
-    return _imports_cached(str(path), st.st_mtime_ns if st else None)
+    try:
+        return _imports_cached(str(path), os.stat(path).st_mtime_ns)
+    except OSError:  # gone
+        return frozenset()
 
 
 @cache
-def _imports_cached(path: str, mtime_ns: int | None) -> frozenset[str]:
-    if mtime_ns is None:
-        return frozenset()
+def _imports_cached(path: str, mtime_ns: int) -> frozenset[str]:
     found = set()
     for node in ast.walk(ast.parse(Path(path).read_text())):
         if isinstance(node, ast.Import):
