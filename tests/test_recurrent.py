@@ -160,7 +160,7 @@ HAS_COMPILER = shutil.which("c++") is not None
 
 @pytest.fixture(params=["native", "torch"])
 def cell_arithmetic(request, monkeypatch):
-    """The cells' elementwise arithmetic in `fused_rnn.cpp` (native) or as torch operations: both are tested."""
+    """The time loop in `fused_rnn.cpp` (native) or as torch operations: both are tested."""
     if request.param == "torch":
         monkeypatch.setattr(fused_rnn, "native_kernels", lambda: None)
     elif not HAS_COMPILER:
@@ -212,8 +212,8 @@ def test_fused_scan_in_float32_matches_to_1e5(cell, cell_arithmetic):
 
 @pytest.mark.skipif(not HAS_COMPILER, reason="no C++ compiler")
 def test_native_kernels_build_and_serve_cpu_training(monkeypatch):
-    """Where a compiler exists the loops are built and the scan uses them for float32 and float64 on CPU,
-    which is what the committed cpu-budget runs trained with; `native=True` where they do not apply is an
+    """Where a compiler exists the time loop is built and the scan runs in it for float32 and float64 on CPU,
+    which is what the committed cpu-budget runs trained with; `native=True` where it does not apply is an
     error."""
     native = fused_rnn.native_kernels()
     assert native is not None
@@ -228,7 +228,7 @@ def test_native_kernels_build_and_serve_cpu_training(monkeypatch):
     for dtype in (torch.float32, torch.float64):
         layer = ODERNNLayer("heun", "lstm", 3, 4).to(dtype)
         layer(torch.rand(2, 5, 3, dtype=dtype)).sum().backward()
-    assert calls.count("lstm_forward") == calls.count("lstm_backward") == 2 * 5 * 2  # stages x steps x dtypes
+    assert calls == ["scan_forward", "scan_backward"] * 2  # one call each per sequence and dtype
     layer = ODERNNLayer("heun", "lstm", 3, 4).to(torch.bfloat16)
     with pytest.raises(RuntimeError, match="native kernels asked for"):
         fused_rnn.rk_scan("lstm", torch.rand(5, 2, 3, dtype=torch.bfloat16), *layer.cell.fused_params()[:1],
@@ -236,27 +236,40 @@ def test_native_kernels_build_and_serve_cpu_training(monkeypatch):
                           fused_rnn.Structure([(), (0,)], [True, True]), 8, layer.cell.fused_params()[1], native=True)
 
 
+EXTREMES = [-1e4, -100.0, -88.0, -87.5, -20.0, -9.0, -1.0, -0.3, -1e-3, -1e-6, 0.0, 1e-6, 1e-3, 0.3, 0.5, 3.0,
+            20.0, 87.5, 88.0, 89.0, 100.0, 1e4, 1e30, -1e30]  # infinite inputs would meet 0 in x W_in^T
+
+
 @pytest.mark.skipif(not HAS_COMPILER, reason="no C++ compiler")
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-def test_native_lstm_arithmetic_at_the_extremes(dtype):
-    """The compiled activations against torch's over the whole range (saturation at +-100, 0, infinities)
-    and a NaN pre-activation stays NaN: a diverging run is still caught."""
-    native = fused_rnn.native_kernels()
-    n = 6
-    inf = float("inf")
-    pre = torch.tensor([[-1e4, -100.0, -20.0, -1.0, -1e-6, 0.0, 1e-6, 0.5, 3.0, 20.0, 100.0, inf] * 2,
-                        [-inf, -88.0, -87.5, -9.0, -0.3, 0.0, 0.3, 9.0, 87.5, 88.0, 89.0, 1e4] * 2], dtype=dtype)
-    z = torch.linspace(-2, 2, 2 * 2 * n, dtype=dtype).reshape(2, 2 * n)
-    expect = [torch.empty(2, w * n, dtype=dtype) for w in (2, 4, 1)]  # k, act, tanh(c')
-    fused_rnn._lstm_forward(pre, z, *expect)
-    act, k, tanh_c = pre.clone(), torch.empty(2, 2 * n, dtype=dtype), torch.empty(2, n, dtype=dtype)
-    native.lstm_forward(act, torch.zeros_like(pre), torch.zeros(4 * n, dtype=dtype), z, k, tanh_c)
-    tol = 1e-6 if dtype == torch.float32 else 1e-14
-    for got, want in zip((k, act, tanh_c), expect, strict=True):
-        torch.testing.assert_close(got, want, rtol=0, atol=tol)
-    pre[0, 0] = float("nan")
-    native.lstm_forward(pre, torch.zeros_like(pre), torch.zeros(4 * n, dtype=dtype), z, k, tanh_c)
-    assert torch.isnan(pre[0, 0]) and torch.isnan(k[0, 0]) and not torch.isnan(k[1]).any()
+@pytest.mark.parametrize("cell,torch_rnn,steps", [("lstm", nn.LSTM, 2), ("gru", nn.GRU, 2), ("rnn", nn.RNN, 1)])
+def test_native_activations_at_the_extremes(cell, torch_rnn, steps, dtype):
+    """The compiled activations against torch's over the whole range (saturation, huge and tiny inputs): an
+    Euler step with W_in = I and W_hh = 0 puts each input value straight into a gate, and is the torch RNN
+    (one step of the tanh cell, which is its own increment). The first step is products of activations only:
+    relative error below 1e-6 in float32, also near 0 where tanh(x) ~ x; the second (f c + i g) to 1e-6
+    absolute. A NaN input gives NaN in its own row only: a diverging run is still caught."""
+    n = len(EXTREMES)
+    gates = {"lstm": 4, "gru": 3, "rnn": 1}[cell]
+    layer = ODERNNLayer("euler", cell, gates * n, n, fused=True).to(dtype)
+    reference = torch_rnn(gates * n, n, batch_first=True).to(dtype)
+    with torch.no_grad():
+        for p in [*layer.parameters(), *reference.parameters()]:
+            p.zero_()
+        for w in (reference.weight_ih_l0, *layer.cell.fused_params()[0][:1]):
+            w.copy_(torch.eye(gates * n, dtype=dtype))
+    values = torch.tensor(EXTREMES, dtype=dtype)
+    x = torch.stack([values.roll(r).repeat(gates) for r in range(gates + 1)])  # each value in every gate
+    x = torch.stack([x, x.flip(1)], dim=1)[:, :steps]  # second step: c and h != 0
+    rtol, atol = (1e-6, 1e-6) if dtype == torch.float32 else (1e-13, 1e-14)
+    with torch.no_grad():
+        got, want = layer(x), reference(x)[0]
+        first, first_want = got[:, 0], want[:, 0]
+        assert float(((first - first_want).abs() / first_want.abs().clamp_min(1e-30)).max()) < rtol
+        torch.testing.assert_close(got, want, rtol=0, atol=atol)
+        x[0, 0, 3] = float("nan")
+        got = layer(x)
+    assert torch.isnan(got[0]).any() and not torch.isnan(got[1:]).any()
 
 
 def test_fused_scan_reuses_its_buffers_and_refuses_a_second_backward():

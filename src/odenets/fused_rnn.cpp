@@ -1,20 +1,28 @@
-// The cells' elementwise arithmetic of `odenets.fused_rnn`, one pass over memory per evaluation (issue 12).
+// The time loop of `odenets.fused_rnn.rk_scan` on CPU: every step, stage and cell evaluation of a sequence,
+// forward and backward, in one call each (issue 12).
 //
-// Written op by op in torch, an LSTM evaluation is about fifteen elementwise kernels forward and twenty
-// backward, each reading and writing whole (batch, gates) tensors; here each is one loop over the batch
-// rows that reads the pre-activations once and writes what the scan keeps. The matrix products stay in
-// torch (`fused_rnn.py`). Same formulas as the Python kernels there, which the tests compare with.
+// Written in Python, a Heun step of an LSTM is about twenty small torch calls per time step, and op by op
+// each evaluation is fifteen elementwise kernels forward and twenty backward. Here an evaluation is one
+// matrix product (h W^T, torch's BLAS on views of the buffers) and one vectorised loop over the batch rows
+// that reads the pre-activations once and, while each block of rows is still in L1, adds the new increment
+// k_i into the stage inputs and the next state that use it (z_m += hA_mi k_i, y' += hb_i k_i). The input
+// projection u_t = x_t W_in^T and, backward, the gradients of W_in, the input bias and W_hh are formed per
+// time step while their operands are in cache, instead of over (T, B, gates) buffers.
 //
-// float: exp by range reduction and a degree-6 polynomial (relative error below 2e-7), branch-free so
-// the compiler vectorises the loops, compiled for AVX2+FMA and for plain x86-64 (the loader picks one
-// at run time); double: std::exp, so float64 tests compare at round-off.
+// Same formulas as the torch-op kernels of `fused_rnn.py`, which the tests compare with. float: exp by range
+// reduction and a degree-6 polynomial (relative error below 2e-7), branch-free so the loops vectorise,
+// compiled for AVX2+FMA and for plain x86-64 (picked at run time); double: std::exp and std::tanh, so
+// float64 tests compare at round-off.
 #include <torch/extension.h>
 
 #include <ATen/Parallel.h>
 
+#include <algorithm>
+#include <bit>
 #include <cmath>
 #include <cstdint>
-#include <bit>
+#include <string>
+#include <vector>
 
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
 #define ODENETS_CLONES __attribute__((target_clones("arch=haswell", "default")))
@@ -25,8 +33,16 @@
 
 namespace {
 
-ODENETS_INLINE float exp_approx(float x) {
-  x = x < -87.0f ? -87.0f : x;  // comparisons, not fmin/fmax: a NaN stays NaN
+using at::Tensor;
+
+// e^x = (1 + q) 2^n with q = e^r - 1, r = x - n ln 2, |r| <= ln 2 / 2: range reduction and a degree-6 polynomial
+// (relative error below 2e-7), branch-free (comparisons, not fmin/fmax: a NaN stays NaN).
+struct Reduced {
+  float q, scale;
+};
+
+ODENETS_INLINE Reduced reduce(float x) {
+  x = x < -87.0f ? -87.0f : x;
   x = x > 88.0f ? 88.0f : x;
   const float t = x * 1.44269504088896341f;
   const int32_t n = static_cast<int32_t>(t + (t < 0.0f ? -0.5f : 0.5f));  // round(x / ln 2)
@@ -38,11 +54,14 @@ ODENETS_INLINE float exp_approx(float x) {
   p = p * r + 4.1665795894e-2f;
   p = p * r + 1.6666665459e-1f;
   p = p * r + 5.0000001201e-1f;
-  p = p * r * r + r + 1.0f;
-  return p * std::bit_cast<float>((n + 127) << 23);  // times 2^n
+  return {p * r * r + r, std::bit_cast<float>((n + 127) << 23)};
 }
 
-ODENETS_INLINE float exp_(float x) { return exp_approx(x); }
+ODENETS_INLINE float exp_(float x) {
+  const Reduced e = reduce(x);
+  return (e.q + 1.0f) * e.scale;
+}
+
 ODENETS_INLINE double exp_(double x) { return std::exp(x); }
 
 template <typename T>
@@ -50,10 +69,15 @@ ODENETS_INLINE T sigmoid(T x) {
   return T(1) / (T(1) + exp_(-x));
 }
 
-template <typename T>
-ODENETS_INLINE T tanh_(T x) {
-  return T(1) - T(2) / (T(1) + exp_(T(2) * x));
+// tanh x = (e^2x - 1) / (e^2x + 1) with e^2x - 1 formed without cancellation (q exactly when n = 0), so it
+// keeps its relative accuracy as x -> 0, where 1 - 2 / (1 + e^2x) does not.
+ODENETS_INLINE float tanh_(float x) {
+  const Reduced e = reduce(2.0f * x);
+  const float em1 = e.q * e.scale + (e.scale - 1.0f);
+  return em1 / (em1 + 2.0f);
 }
+
+ODENETS_INLINE double tanh_(double x) { return std::tanh(x); }
 
 // LSTM, state z = [h; c] (B, 2n), gates (B, 4n) in torch's order i, f, g, o.
 // In: gates holds h W^T, u + bias the input half; out: gates holds i, f, g, o, k = [h' - h; c' - c],
@@ -191,66 +215,378 @@ ODENETS_CLONES void gru_backward_rows(int64_t b0, int64_t b1, int64_t m, const T
   }
 }
 
-// body(T{}, b0, b1) on rows [b0, b1) of the batch, in parallel over torch's intra-op threads, for the
-// tensors' dtype T (float or double), once they are checked to be contiguous CPU tensors of that dtype.
+// Tanh RNN, k = tanh(h W^T + u + bias): in, k holds h W^T.
+template <typename T>
+ODENETS_CLONES void tanh_forward_rows(int64_t b0, int64_t b1, int64_t n, T* k, const T* u, const T* bias) {
+  const T* __restrict bb = bias;
+  for (int64_t r = b0; r < b1; ++r) {
+    T* __restrict kr = k + r * n;
+    const T* __restrict ur = u + r * n;
+#pragma GCC ivdep
+    for (int64_t j = 0; j < n; ++j) kr[j] = tanh_(kr[j] + ur[j] + bb[j]);
+  }
+}
+
+template <typename T>
+ODENETS_CLONES void tanh_backward_rows(int64_t b0, int64_t b1, int64_t n, const T* dk, const T* k, T* d_pre) {
+  for (int64_t r = b0; r < b1; ++r) {
+    const T* __restrict d = dk + r * n;
+    const T* __restrict kr = k + r * n;
+    T* __restrict p = d_pre + r * n;
+#pragma GCC ivdep
+    for (int64_t j = 0; j < n; ++j) p[j] = d[j] * (T(1) - kr[j] * kr[j]);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------- the scan
+enum class Cell { lstm, gru, rnn };
+
+Cell cell_named(const std::string& name) {
+  if (name == "lstm") return Cell::lstm;
+  if (name == "gru") return Cell::gru;
+  TORCH_CHECK(name == "rnn", "odenets fused_rnn: unknown cell ", name, " (lstm, gru, rnn)");
+  return Cell::rnn;
+}
+
+// The step's coefficients, hA and hb, and which of them are nonzero (`fused_rnn.Structure`).
+struct Tableau {
+  std::vector<std::vector<double>> A;
+  std::vector<double> b;
+  std::vector<std::vector<int64_t>> deps, users;
+  std::vector<bool> outs;
+  int64_t single = -1;  // the one stage that is the increment (b_i = 1, every other b_j = 0), if any
+
+  // A and b may have more stages than `outs`: trailing ones nothing reads (Verner 8(9)'s embedded pair).
+  Tableau(std::vector<std::vector<double>> A_, std::vector<double> b_, std::vector<std::vector<int64_t>> deps_,
+          std::vector<bool> outs_)
+      : A(std::move(A_)), b(std::move(b_)), deps(std::move(deps_)), users(outs_.size()), outs(std::move(outs_)) {
+    const int64_t s = static_cast<int64_t>(outs.size());
+    TORCH_CHECK(static_cast<int64_t>(A.size()) >= s && static_cast<int64_t>(b.size()) >= s &&
+                    static_cast<int64_t>(deps.size()) == s, "odenets fused_rnn: tableau sizes disagree");
+    int64_t count = 0;
+    for (int64_t m = 0; m < s; ++m) {
+      for (int64_t j : deps[m]) {
+        TORCH_CHECK(0 <= j && j < m, "odenets fused_rnn: stage ", m, " reads stage ", j, " (explicit schemes only)");
+        users[j].push_back(m);
+      }
+      if (outs[m]) single = m, ++count;
+    }
+    if (count != 1 || b[single] != 1.0) single = -1;
+  }
+
+  bool reads(int64_t m, int64_t j) const { return std::find(deps[m].begin(), deps[m].end(), j) != deps[m].end(); }
+};
+
+// A (rows, cols) matrix with row stride ld over a buffer, for torch's BLAS (no copy, no allocation of data).
+template <typename T>
+Tensor mat(const T* p, int64_t rows, int64_t cols, int64_t ld) {
+  return at::from_blob(const_cast<T*>(p), {rows, cols}, {ld, 1},
+                       at::TensorOptions().dtype(c10::CppTypeToScalarType<T>::value));
+}
+
+// Where an increment k enters: out = (fresh ? y : out) + c k, row by row.
+template <typename T>
+struct Target {
+  T* out;
+  T c;
+  bool fresh;
+};
+
+// The stage sums folded into the evaluation: on rows [b0, b1) of k, just written and still in L1.
+template <typename T>
+ODENETS_CLONES void scatter_rows(int64_t b0, int64_t b1, int64_t S, const T* k, const T* y, const Target<T>* targets,
+                                 int64_t count) {
+  for (int64_t r = b0; r < b1; ++r) {
+    const T* __restrict kr = k + r * S;
+    const T* __restrict yr = y + r * S;
+    for (int64_t q = 0; q < count; ++q) {
+      T* __restrict o = targets[q].out + r * S;
+      const T c = targets[q].c;
+      if (targets[q].fresh && c == T(0)) {
+        for (int64_t e = 0; e < S; ++e) o[e] = yr[e];
+      } else if (targets[q].fresh) {
+#pragma GCC ivdep
+        for (int64_t e = 0; e < S; ++e) o[e] = yr[e] + c * kr[e];
+      } else {
+#pragma GCC ivdep
+        for (int64_t e = 0; e < S; ++e) o[e] += c * kr[e];
+      }
+    }
+  }
+}
+
+// out (+)= sum_q c_q src_q over n elements.
+template <typename T>
+ODENETS_CLONES void combine(int64_t n, const std::vector<const T*>& src, const std::vector<T>& c, T* out) {
+  T* __restrict o = out;
+  for (size_t q = 0; q < src.size(); ++q) {
+    const T* __restrict a = src[q];
+    const T cq = c[q];
+    if (q == 0) {
+#pragma GCC ivdep
+      for (int64_t e = 0; e < n; ++e) o[e] = cq * a[e];
+    } else {
+#pragma GCC ivdep
+      for (int64_t e = 0; e < n; ++e) o[e] += cq * a[e];
+    }
+  }
+  if (src.empty()) std::fill(out, out + n, T(0));
+}
+
+// Rows [b0, b1) of a (rows, width) block with row stride ld, added to (or, if fresh, copied into) out.
+template <typename T>
+ODENETS_CLONES void add_rows(int64_t b0, int64_t b1, int64_t width, const T* a, int64_t ld, T* out, int64_t ld_out,
+                             bool fresh) {
+  for (int64_t r = b0; r < b1; ++r) {
+    const T* __restrict ar = a + r * ld;
+    T* __restrict o = out + r * ld_out;
+    if (fresh) {
+      for (int64_t e = 0; e < width; ++e) o[e] = ar[e];
+    } else {
+#pragma GCC ivdep
+      for (int64_t e = 0; e < width; ++e) o[e] += ar[e];
+    }
+  }
+}
+
+// Column sums of a (rows, width) block with row stride ld, added to out (width).
+template <typename T>
+ODENETS_CLONES void add_column_sums(int64_t rows, int64_t width, const T* a, int64_t ld, T* out) {
+  T* __restrict o = out;
+  for (int64_t r = 0; r < rows; ++r) {
+    const T* __restrict ar = a + r * ld;
+#pragma GCC ivdep
+    for (int64_t e = 0; e < width; ++e) o[e] += ar[e];
+  }
+}
+
+template <typename T>
+double dot(int64_t n, const T* a, const T* b) {
+  double sum = 0;
+  for (int64_t e = 0; e < n; ++e) sum += double(a[e]) * double(b[e]);
+  return sum;
+}
+
+// body(b0, b1) on blocks of at most 8 batch rows (small enough to stay in L1 between the cell's loop and the
+// stage sums), in parallel over torch's intra-op threads.
 template <typename Body>
-void over_rows(std::initializer_list<at::Tensor> tensors, int64_t width, const Body& body) {
-  const at::Tensor& first = *tensors.begin();
-  for (const auto& t : tensors) {
-    TORCH_CHECK(t.device().is_cpu() && t.is_contiguous() && t.scalar_type() == first.scalar_type(),
+void over_row_blocks(int64_t B, int64_t width, const Body& body) {
+  at::parallel_for(0, B, std::max<int64_t>(1, 16384 / width), [&](int64_t b0, int64_t b1) {
+    for (int64_t r = b0; r < b1; r += 8) body(r, std::min(b1, r + 8));
+  });
+}
+
+void check(std::initializer_list<const Tensor*> tensors, const Tensor& like) {
+  for (const Tensor* t : tensors) {
+    TORCH_CHECK(!t->defined() || (t->device().is_cpu() && t->is_contiguous() && t->scalar_type() == like.scalar_type()),
                 "odenets fused_rnn: expected contiguous CPU tensors of one dtype");
   }
-  AT_DISPATCH_FLOATING_TYPES(first.scalar_type(), "odenets_fused_rnn", [&] {
-    at::parallel_for(0, first.size(0), std::max<int64_t>(1, 16384 / width),
-                     [&](int64_t b0, int64_t b1) { body(scalar_t{}, b0, b1); });
+}
+
+// The buffers of one sequence (`fused_rnn._RKScan`): Z (T + 1, s, B, S) with Z[t, 0] = y_t and Z[t, i] the
+// input of stage i; K (T, s, B, S) the increments; `saved` what the cell's backward reads (LSTM: i, f, g, o
+// and tanh(c'); GRU: h W_n^T + b_n, r, z, n; tanh RNN: nothing, it reads k); `inc` (T, B, S) the combined
+// increment of a gated step (Phased LSTM), unless one stage is the increment.
+struct Buffers {
+  Tensor Z, K, inc;
+  std::vector<Tensor> saved;
+};
+
+template <typename T>
+T* at_step(const Tensor& t, int64_t index) {  // the (B, width) block `index` of a (T, s, B, width) buffer
+  return const_cast<T*>(t.const_data_ptr<T>()) + index * t.size(2) * t.size(3);
+}
+
+// Forward: every step y_{t+1} = y_t + sum_i hb_i k_i (gated: y_t + g_t * sum_i hb_i k_i), k_i = F(z_i, u_t),
+// z_i = y_t + sum_j hA_ij k_j, with u_t = x_t W_in^T (+ bias, inside the cell's loop). Fills Z, K, saved, inc.
+template <typename T>
+void forward_steps(Cell cell, const Tableau& tab, const Tensor& x2d, const Tensor& w_in, const Tensor& bias,
+                   const Tensor& W, const Tensor& bias_n, const Tensor& gate, const Buffers& buf) {
+  const int64_t steps = buf.K.size(0), s = buf.K.size(1), B = buf.K.size(2), S = buf.K.size(3);
+  const int64_t n = W.size(1), G = W.size(0), Fd = x2d.size(1), BS = B * S;
+  const bool gated = gate.defined();
+  Tensor u = at::empty({B, G}, x2d.options());
+  const Tensor hh = at::empty({B, G}, x2d.options()), Wt = W.t(), w_in_t = w_in.t();
+  const T *up = u.const_data_ptr<T>(), *bp = bias.const_data_ptr<T>(), *x = x2d.const_data_ptr<T>();
+  const T* bnp = bias_n.defined() ? bias_n.const_data_ptr<T>() : nullptr;
+  T *Zp = buf.Z.data_ptr<T>(), *Kp = buf.K.data_ptr<T>();
+  std::fill(Zp, Zp + BS, T(0));
+  std::vector<Target<T>> targets;
+  std::vector<const T*> src;
+  std::vector<T> coef;
+  for (int64_t t = 0; t < steps; ++t) {
+    T *zt = Zp + t * s * BS, *kt = Kp + t * s * BS, *next = Zp + (t + 1) * s * BS;
+    const T* y = zt;
+    at::mm_out(u, mat(x + t * B * Fd, B, Fd, Fd), w_in_t);
+    for (int64_t i = 0; i < s; ++i) {
+      T *z = zt + i * BS, *k = kt + i * BS;
+      T* pre = cell == Cell::lstm ? at_step<T>(buf.saved[0], t * s + i) : cell == Cell::gru ? hh.data_ptr<T>() : k;
+      Tensor pre_m = mat(pre, B, G, G);
+      at::mm_out(pre_m, mat(z, B, n, S), Wt);  // h W^T, which the cell's loop turns into k
+      targets.clear();
+      if (i == 0) {  // every later stage input, and the next state, start from y
+        for (int64_t m = 1; m < s; ++m) targets.push_back({zt + m * BS, T(tab.reads(m, 0) ? tab.A[m][0] : 0.0), true});
+        if (!gated) targets.push_back({next, T(tab.outs[0] ? tab.b[0] : 0.0), true});
+      } else {
+        for (int64_t m : tab.users[i]) targets.push_back({zt + m * BS, T(tab.A[m][i]), false});
+        if (!gated && tab.outs[i]) targets.push_back({next, T(tab.b[i]), false});
+      }
+      over_row_blocks(B, G, [&](int64_t r0, int64_t r1) {
+        if (cell == Cell::lstm)
+          lstm_forward_rows<T>(r0, r1, n, pre, up, bp, z, k, at_step<T>(buf.saved[1], t * s + i));
+        else if (cell == Cell::gru)
+          gru_forward_rows<T>(r0, r1, n, pre, up, bp, z, bnp, at_step<T>(buf.saved[0], t * s + i), k);
+        else
+          tanh_forward_rows<T>(r0, r1, n, k, up, bp);
+        scatter_rows<T>(r0, r1, S, k, y, targets.data(), static_cast<int64_t>(targets.size()));
+      });
+    }
+    if (gated) {  // y + g_t * increment, g_t per unit (Phased LSTM's time gate)
+      const T* d = tab.single >= 0 ? kt + tab.single * BS : buf.inc.data_ptr<T>() + t * BS;
+      if (tab.single < 0) {
+        src.clear(), coef.clear();
+        for (int64_t i = 0; i < s; ++i)
+          if (tab.outs[i]) src.push_back(kt + i * BS), coef.push_back(T(tab.b[i]));
+        combine<T>(BS, src, coef, const_cast<T*>(d));
+      }
+      const T* g = gate.const_data_ptr<T>() + t * S;
+      for (int64_t r = 0; r < B; ++r)
+        for (int64_t e = 0; e < S; ++e) next[r * S + e] = y[r * S + e] + g[e] * d[r * S + e];
+    }
+  }
+}
+
+// Backward: the adjoint of the same recursion, step by step in reverse. dk_i = hb_i dy' + sum_l hA_li dz_l,
+// dz_i = F'(z_i)^T dk_i, dy <- dy' + sum_i dz_i; the weight gradients accumulate per step. needs: d_x, d_w_in,
+// d_bias, d_hA, d_hb, d_gate, d_W, d_bias_n. Returns them (undefined where not needed; hA, hb in float64).
+template <typename T>
+std::vector<Tensor> backward_steps(Cell cell, const Tableau& tab, const Tensor& d_hidden, const Tensor& x2d,
+                                   const Tensor& w_in, const Tensor& W, const Tensor& gate, const Buffers& buf,
+                                   const std::vector<bool>& needs) {
+  const int64_t steps = buf.K.size(0), s = buf.K.size(1), B = buf.K.size(2), S = buf.K.size(3);
+  const int64_t n = W.size(1), G = W.size(0), Fd = x2d.size(1), BS = B * S;
+  const auto opt = x2d.options();
+  const bool gated = gate.defined();
+  const Tensor d_pre = at::empty({s, B, G}, opt), d_u = cell == Cell::gru ? at::empty({s, B, G}, opt) : d_pre;
+  const Tensor DZ = at::empty({s, B, S}, opt), DK = at::empty({s, B, S}, opt), dy = at::zeros({B, S}, opt);
+  const Tensor d_inc = gated ? at::empty({B, S}, opt) : dy, du_sum = at::empty({B, G}, opt);
+  Tensor d_x, d_w_in_t, d_bias, d_gate, d_W_t, d_bias_n;
+  if (needs[0]) d_x = at::empty({steps * B, Fd}, opt);
+  if (needs[1]) d_w_in_t = at::zeros({Fd, G}, opt);
+  if (needs[2]) d_bias = at::zeros({G}, opt);
+  if (needs[5]) d_gate = at::zeros({steps, S}, opt);
+  if (needs[6]) d_W_t = at::zeros({n, G}, opt);
+  if (needs[7]) d_bias_n = at::zeros({n}, opt);
+  std::vector<double> gA(s * s, 0.0), gb(s, 0.0);
+  T *dp = d_pre.data_ptr<T>(), *dup = d_u.data_ptr<T>(), *dzp = DZ.data_ptr<T>(), *dkp = DK.data_ptr<T>();
+  T *dyp = dy.data_ptr<T>(), *dip = d_inc.data_ptr<T>(), *dsum = du_sum.data_ptr<T>();
+  const T *Zp = buf.Z.const_data_ptr<T>(), *Kp = buf.K.const_data_ptr<T>(), *x = x2d.const_data_ptr<T>();
+  std::vector<const T*> src;
+  std::vector<T> coef;
+  for (int64_t t = steps - 1; t >= 0; --t) {
+    const T *zt = Zp + t * s * BS, *kt = Kp + t * s * BS;
+    add_rows<T>(0, B, n, d_hidden.const_data_ptr<T>() + t * B * n, n, dyp, S, false);
+    if (gated) {
+      const T* g = gate.const_data_ptr<T>() + t * S;
+      const T* inc = tab.single >= 0 ? kt + tab.single * BS : buf.inc.const_data_ptr<T>() + t * BS;
+      T* dg = needs[5] ? d_gate.data_ptr<T>() + t * S : nullptr;
+      for (int64_t r = 0; r < B; ++r)
+        for (int64_t e = 0; e < S; ++e) {
+          dip[r * S + e] = dyp[r * S + e] * g[e];
+          if (dg) dg[e] += dyp[r * S + e] * inc[r * S + e];
+        }
+    }
+    for (int64_t i = s - 1; i >= 0; --i) {
+      const T* dk = dip;
+      if (!(tab.outs[i] && tab.b[i] == 1.0 && tab.users[i].empty())) {
+        src.clear(), coef.clear();
+        if (tab.outs[i]) src.push_back(dip), coef.push_back(T(tab.b[i]));
+        for (int64_t m : tab.users[i]) src.push_back(dzp + m * BS), coef.push_back(T(tab.A[m][i]));
+        combine<T>(BS, src, coef, dkp + i * BS);
+        dk = dkp + i * BS;
+      }
+      const T *z = zt + i * BS, *k = kt + i * BS;
+      T *pre = dp + i * B * G, *du = dup + i * B * G, *dz = dzp + i * BS;
+      over_row_blocks(B, G, [&](int64_t r0, int64_t r1) {
+        if (cell == Cell::lstm)
+          lstm_backward_rows<T>(r0, r1, n, dk, z, at_step<T>(buf.saved[0], t * s + i),
+                                at_step<T>(buf.saved[1], t * s + i), pre, dz);
+        else if (cell == Cell::gru)
+          gru_backward_rows<T>(r0, r1, n, dk, z, at_step<T>(buf.saved[0], t * s + i), pre, du, dz);
+        else
+          tanh_backward_rows<T>(r0, r1, n, dk, k, pre);
+        if (s > 1) add_rows<T>(r0, r1, G, du, G, dsum, G, i == s - 1);  // u's gradient, summed over the stages
+      });
+      Tensor dz_h = mat(dz, B, n, S);
+      if (cell == Cell::rnn)
+        at::mm_out(dz_h, mat(pre, B, G, G), W);
+      else
+        dz_h.addmm_(mat(pre, B, G, G), W);
+    }
+    if (needs[3])
+      for (int64_t m = 0; m < s; ++m)
+        for (int64_t j : tab.deps[m]) gA[m * s + j] += dot<T>(BS, dzp + m * BS, kt + j * BS);
+    if (needs[4])
+      for (int64_t i = 0; i < s; ++i)
+        if (tab.outs[i]) gb[i] += dot<T>(BS, dip, kt + i * BS);
+    if (needs[6]) d_W_t.addmm_(mat(zt, s * B, n, S).t(), mat(dp, s * B, G, G));  // while d_pre[t] is in cache
+    if (needs[7]) add_column_sums<T>(s * B, n, dp + 2 * n, G, d_bias_n.data_ptr<T>());  // b_hn: the n-gate block
+    const T* du_t = s > 1 ? dsum : dup;
+    const Tensor du_m = mat(du_t, B, G, G), x_t = mat(x + t * B * Fd, B, Fd, Fd);
+    if (needs[1]) d_w_in_t.addmm_(x_t.t(), du_m);  // this order: MKL's faster one
+    if (needs[2]) add_column_sums<T>(B, G, du_t, G, d_bias.data_ptr<T>());
+    if (needs[0]) {
+      Tensor d_x_t = mat(d_x.data_ptr<T>() + t * B * Fd, B, Fd, Fd);
+      at::mm_out(d_x_t, du_m, w_in);
+    }
+    for (int64_t i = 0; i < s; ++i) add_rows<T>(0, B, S, dzp + i * BS, S, dyp, S, false);
+  }
+  const auto f64 = at::TensorOptions().dtype(at::kDouble);
+  return {d_x, needs[1] ? d_w_in_t.t() : Tensor(), d_bias, needs[3] ? at::tensor(gA, f64).view({s, s}) : Tensor(),
+          needs[4] ? at::tensor(gb, f64) : Tensor(), d_gate, needs[6] ? d_W_t.t() : Tensor(), d_bias_n};
+}
+
+Buffers buffers(const Tensor& Z, const Tensor& K, std::vector<Tensor> saved, const c10::optional<Tensor>& inc) {
+  return {Z, K, inc.value_or(Tensor()), std::move(saved)};
+}
+
+// `params`: W_hh (G, H), then the GRU's b_hn; `gate` and `inc` may be None.
+void scan_forward(const std::string& cell, std::vector<std::vector<double>> A, std::vector<double> b,
+                  std::vector<std::vector<int64_t>> deps, std::vector<bool> outs, const Tensor& x2d, const Tensor& w_in,
+                  const Tensor& bias, const std::vector<Tensor>& params, const c10::optional<Tensor>& gate,
+                  const Tensor& Z, const Tensor& K, const std::vector<Tensor>& saved, const c10::optional<Tensor>& inc) {
+  const Tableau tab(std::move(A), std::move(b), std::move(deps), std::move(outs));
+  const Buffers buf = buffers(Z, K, saved, inc);
+  const Tensor g = gate.value_or(Tensor()), bias_n = params.size() > 1 ? params[1] : Tensor();
+  check({&x2d, &w_in, &bias, &params[0], &bias_n, &g, &Z, &K, &buf.inc}, x2d);
+  for (const auto& t : saved) check({&t}, x2d);
+  AT_DISPATCH_FLOATING_TYPES(x2d.scalar_type(), "odenets_scan_forward", [&] {
+    forward_steps<scalar_t>(cell_named(cell), tab, x2d, w_in, bias, params[0], bias_n, g, buf);
   });
 }
 
-void lstm_forward(at::Tensor gates, const at::Tensor& u, const at::Tensor& bias, const at::Tensor& z, at::Tensor k,
-                  at::Tensor tanh_c) {
-  const int64_t n = tanh_c.size(1);
-  over_rows({gates, u, bias, z, k, tanh_c}, 4 * n, [&](auto zero, int64_t b0, int64_t b1) {
-    using T = decltype(zero);
-    lstm_forward_rows<T>(b0, b1, n, gates.data_ptr<T>(), u.const_data_ptr<T>(), bias.const_data_ptr<T>(),
-                         z.const_data_ptr<T>(), k.data_ptr<T>(), tanh_c.data_ptr<T>());
+std::vector<Tensor> scan_backward(const std::string& cell, std::vector<std::vector<double>> A, std::vector<double> b,
+                                  std::vector<std::vector<int64_t>> deps, std::vector<bool> outs,
+                                  const Tensor& d_hidden, const Tensor& x2d, const Tensor& w_in,
+                                  const std::vector<Tensor>& params, const c10::optional<Tensor>& gate,
+                                  const Tensor& Z, const Tensor& K, const std::vector<Tensor>& saved,
+                                  const c10::optional<Tensor>& inc, const std::vector<bool>& needs) {
+  const Tableau tab(std::move(A), std::move(b), std::move(deps), std::move(outs));
+  const Buffers buf = buffers(Z, K, saved, inc);
+  const Tensor g = gate.value_or(Tensor());
+  TORCH_CHECK(needs.size() == 8, "odenets fused_rnn: needs has 8 entries");
+  check({&d_hidden, &x2d, &w_in, &params[0], &g, &Z, &K, &buf.inc}, x2d);
+  for (const auto& t : saved) check({&t}, x2d);
+  std::vector<Tensor> grads;
+  AT_DISPATCH_FLOATING_TYPES(x2d.scalar_type(), "odenets_scan_backward", [&] {
+    grads = backward_steps<scalar_t>(cell_named(cell), tab, d_hidden, x2d, w_in, params[0], g, buf, needs);
   });
-}
-
-void lstm_backward(const at::Tensor& dk, const at::Tensor& z, const at::Tensor& act, const at::Tensor& tanh_c,
-                   at::Tensor d_pre, at::Tensor dz) {
-  const int64_t n = tanh_c.size(1);
-  over_rows({dk, z, act, tanh_c, d_pre, dz}, 4 * n, [&](auto zero, int64_t b0, int64_t b1) {
-    using T = decltype(zero);
-    lstm_backward_rows<T>(b0, b1, n, dk.const_data_ptr<T>(), z.const_data_ptr<T>(), act.const_data_ptr<T>(),
-                          tanh_c.const_data_ptr<T>(), d_pre.data_ptr<T>(), dz.data_ptr<T>());
-  });
-}
-
-void gru_forward(const at::Tensor& hh, const at::Tensor& u, const at::Tensor& bias, const at::Tensor& h,
-                 const at::Tensor& bias_n, at::Tensor saved, at::Tensor k) {
-  const int64_t m = h.size(1);
-  over_rows({hh, u, bias, h, bias_n, saved, k}, 4 * m, [&](auto zero, int64_t b0, int64_t b1) {
-    using T = decltype(zero);
-    gru_forward_rows<T>(b0, b1, m, hh.const_data_ptr<T>(), u.const_data_ptr<T>(), bias.const_data_ptr<T>(),
-                        h.const_data_ptr<T>(), bias_n.const_data_ptr<T>(), saved.data_ptr<T>(), k.data_ptr<T>());
-  });
-}
-
-void gru_backward(const at::Tensor& dk, const at::Tensor& h, const at::Tensor& saved, at::Tensor d_pre,
-                  at::Tensor d_u, at::Tensor dh) {
-  const int64_t m = h.size(1);
-  over_rows({dk, h, saved, d_pre, d_u, dh}, 4 * m, [&](auto zero, int64_t b0, int64_t b1) {
-    using T = decltype(zero);
-    gru_backward_rows<T>(b0, b1, m, dk.const_data_ptr<T>(), h.const_data_ptr<T>(), saved.const_data_ptr<T>(),
-                         d_pre.data_ptr<T>(), d_u.data_ptr<T>(), dh.data_ptr<T>());
-  });
+  return grads;
 }
 
 }  // namespace
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, module) {
-  module.def("lstm_forward", &lstm_forward);
-  module.def("lstm_backward", &lstm_backward);
-  module.def("gru_forward", &gru_forward);
-  module.def("gru_backward", &gru_backward);
+  module.def("scan_forward", &scan_forward);
+  module.def("scan_backward", &scan_backward);
 }

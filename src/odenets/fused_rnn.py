@@ -5,15 +5,13 @@ step. Written op by op, every evaluation records a dozen autograd nodes and a sm
 for each weight gradient; `rk_scan` instead runs the whole sequence in one `torch.autograd.Function`:
 
 * forward: for t = 1..T, the stages k_i = F(z_i, u_t), z_i = y + sum_j hA_ij k_j, and
-  y <- y + g_t * sum_i hb_i k_i, with the cell arithmetic written out (no graph is recorded). u_t is
-  the input half of the gates, computed by the caller for all t at once (one matrix product,
-  x_t being the same at every stage); g_t is an optional per-unit gate on the step (Phased LSTM's
-  time gate: its update is y + k_t (cell(y) - y), an Euler step of per-unit size k_t);
+  y <- y + g_t * sum_i hb_i k_i, with the cell arithmetic written out (no graph is recorded). u_t = x_t W_in^T
+  + b is the input half of the gates, the same at every stage, so it is computed once per step; g_t is an
+  optional per-unit gate on the step (Phased LSTM's time gate: its update is y + k_t (cell(y) - y), an Euler
+  step of per-unit size k_t);
 * backward: the adjoint of the same recursion, stage by stage in reverse (dk_i = hb_i dy +
-  sum_{l>i} hA_li dz_l, dz_i = F'(z_i)^T dk_i, dy <- dy + sum_i dz_i), with the recurrent weight's
-  gradient formed once at the end, as one matrix product over every evaluation (what fused RNN
-  kernels such as oneDNN's and cuDNN's do), and the gradients of learned coefficients (alpha, h)
-  and of the gate where they are needed.
+  sum_{l>i} hA_li dz_l, dz_i = F'(z_i)^T dk_i, dy <- dy + sum_i dz_i), with the gradients of the weights,
+  of learned coefficients (alpha, h) and of the gate where they are needed.
 
 F is the cell's increment, F(s, u) = cell(s, u) - s, so an Euler step is exactly the cell's own update
 (`odenets.models.recurrent`). Kernels (`KERNELS`) hold one cell's forward and backward: `lstm`
@@ -21,10 +19,11 @@ F is the cell's increment, F(s, u) = cell(s, u) - s, so an Euler step is exactly
 `rnn` (tanh(W h + u)). Every evaluation writes into buffers made once per sequence (states, stage
 increments, what the backward reads), so a step allocates nothing.
 
-The cells' elementwise arithmetic runs in `fused_rnn.cpp` (one vectorised loop per evaluation, built by
-torch's extension loader on first use and cached) for CPU tensors; on other devices, or where it cannot be
-built, the same formulas run as torch operations (`_lstm_forward` ...), which the tests compare it with.
-The plain op-by-op loop (`model.fused=false`) computes the same numbers as both.
+On CPU (float32/64) the whole time loop runs in `fused_rnn.cpp`, built by torch's extension loader on first
+use and cached: per evaluation one matrix product and one vectorised loop that also forms the stage sums, the
+weight gradients accumulated per step while their operands are in cache. On other devices, or where it cannot
+be built, the same recursion runs as torch operations (`_steps`, `_adjoint`), which the tests compare it with;
+the plain op-by-op loop (`model.fused=false`) computes the same numbers as both.
 """
 
 from __future__ import annotations
@@ -137,10 +136,9 @@ def _gru_backward(dk: Tensor, h: Tensor, saved: Tensor, d_pre: Tensor, d_u: Tens
 
 
 # --------------------------------------------------------------------------- kernels: products + elementwise
-# A kernel's forward writes k = F(z, u) and what its backward reads (`saved`, one buffer per entry of
-# `widths(n)[1]`); its backward writes the gradients of the gate pre-activations (d_pre), of u where they
-# differ (d_u) and of z (dz). `native` is the compiled extension or None (torch operations); u holds the
-# input bias on the torch path, the compiled loops add `bias` themselves (one pass over u saved).
+# The torch-op path (GPU tensors, or no compiler): a kernel's forward writes k = F(z, u) and what its backward
+# reads (`saved`, one buffer per entry of `widths(n)[1]`); its backward writes the gradients of the gate
+# pre-activations (d_pre), of u where they differ (d_u) and of z (dz). `fused_rnn.cpp` has the same three.
 class LSTMKernel:
     """F([h; c], u) = [h' - h; c' - c], gates u + h W^T (torch's order i, f, g, o); saved: i, f, g, o and
     tanh(c')."""
@@ -152,19 +150,13 @@ class LSTMKernel:
         return 4 * n, (4 * n, n)
 
     @staticmethod
-    def forward(z: Tensor, u: Tensor, bias: Tensor, saved: tuple[Tensor, ...], k: Tensor, native,
-                weight: Tensor) -> None:
-        act, tanh_c = saved
-        if native is not None:  # h W^T into `act`, turned into activations (u and bias added) in place
-            torch.mm(z[:, :weight.shape[1]], weight.t(), out=act)
-            native.lstm_forward(act, u, bias, z, k, tanh_c)
-        else:
-            _lstm_forward(torch.addmm(u, z[:, :weight.shape[1]], weight.t()), z, k, act, tanh_c)
+    def forward(z: Tensor, u: Tensor, saved: tuple[Tensor, ...], k: Tensor, weight: Tensor) -> None:
+        _lstm_forward(torch.addmm(u, z[:, :weight.shape[1]], weight.t()), z, k, *saved)
 
     @staticmethod
     def backward(dk: Tensor, z: Tensor, saved: tuple[Tensor, ...], k: Tensor, d_pre: Tensor, d_u: Tensor,
-                 dz: Tensor, native, weight: Tensor) -> None:
-        (native.lstm_backward if native is not None else _lstm_backward)(dk, z, *saved, d_pre, dz)
+                 dz: Tensor, weight: Tensor) -> None:
+        _lstm_backward(dk, z, *saved, d_pre, dz)
         dz[:, :weight.shape[1]].addmm_(d_pre, weight)
 
 
@@ -179,17 +171,13 @@ class GRUKernel:
         return 3 * m, (4 * m,)
 
     @staticmethod
-    def forward(h: Tensor, u: Tensor, bias: Tensor, saved: tuple[Tensor, ...], k: Tensor, native, weight: Tensor,
-                bias_n: Tensor) -> None:
-        if native is not None:
-            native.gru_forward(h.mm(weight.t()), u, bias, h, bias_n, *saved, k)
-        else:
-            _gru_forward(h.mm(weight.t()), u, h, bias_n, *saved, k)
+    def forward(h: Tensor, u: Tensor, saved: tuple[Tensor, ...], k: Tensor, weight: Tensor, bias_n: Tensor) -> None:
+        _gru_forward(h.mm(weight.t()), u, h, bias_n, *saved, k)
 
     @staticmethod
     def backward(dk: Tensor, h: Tensor, saved: tuple[Tensor, ...], k: Tensor, d_pre: Tensor, d_u: Tensor,
-                 dh: Tensor, native, weight: Tensor, bias_n: Tensor) -> None:
-        (native.gru_backward if native is not None else _gru_backward)(dk, h, *saved, d_pre, d_u, dh)
+                 dh: Tensor, weight: Tensor, bias_n: Tensor) -> None:
+        _gru_backward(dk, h, *saved, d_pre, d_u, dh)
         dh.addmm_(d_pre, weight)
 
 
@@ -203,14 +191,12 @@ class TanhKernel:
         return n, ()
 
     @staticmethod
-    def forward(h: Tensor, u: Tensor, bias: Tensor, saved: tuple[Tensor, ...], k: Tensor, native,
-                weight: Tensor) -> None:
-        torch.addmm(u, h, weight.t(), out=k)
-        (k.add_(bias) if native is not None else k).tanh_()
+    def forward(h: Tensor, u: Tensor, saved: tuple[Tensor, ...], k: Tensor, weight: Tensor) -> None:
+        torch.addmm(u, h, weight.t(), out=k).tanh_()
 
     @staticmethod
     def backward(dk: Tensor, h: Tensor, saved: tuple[Tensor, ...], k: Tensor, d_pre: Tensor, d_u: Tensor,
-                 dh: Tensor, native, weight: Tensor) -> None:
+                 dh: Tensor, weight: Tensor) -> None:
         torch.mul(dk, 1 - k * k, out=d_pre)
         torch.mm(d_pre, weight, out=dh)
 
@@ -251,135 +237,165 @@ _WORKSPACE = _Workspace()
 
 class _RKScan(Function):
     """Stage inputs live in one buffer Z (T + 1, stages, B, state): Z[t, 0] is y_t, so the states need no
-    copies and the weight gradient reads every evaluation's h from Z in one product; the stage increments
-    in K (T, stages, B, state), what the backward reads in `saved`. They come from `_WORKSPACE` and go
-    back after backward (so the graph cannot be backpropagated twice), or at once without a gradient."""
+    copies and the weight gradient reads every evaluation's h from Z; the stage increments in K (T, stages, B,
+    state), what the backward reads in `saved`. They come from `_WORKSPACE` and go back after backward (so the
+    graph cannot be backpropagated twice), or at once without a gradient. On CPU the time loop runs in
+    `fused_rnn.cpp` (`native`), elsewhere as torch operations (`_steps`, `_adjoint`): the same recursion."""
 
     @staticmethod
     def forward(ctx, x: Tensor, w_in: Tensor, bias: Tensor, hA: Tensor, hb: Tensor, gate: Tensor | None, kernel: str,
                 structure: Structure, state_size: int, native, *params: Tensor) -> Tensor:
-        Kn = KERNELS[kernel]
+        Kn, st = KERNELS[kernel], structure
         T, B = x.shape[:2]
-        n = params[0].shape[1]  # hidden units: W_hh is (gates, hidden)
-        A, b, s, st = hA.tolist(), hb.tolist(), structure.stages, structure
+        n, s, A, b = params[0].shape[1], st.stages, hA.tolist(), hb.tolist()
         single = sum(st.outs) == 1 and b[st.outs.index(True)] == 1  # Euler: the increment is k
-        buffer, training = _WORKSPACE.take, any(ctx.needs_input_grad)
-        x2d = x.reshape(T * B, x.shape[2])
-        # the input half of every gate, for all t at once; the compiled loops add the bias themselves
-        U = buffer((T * B, params[0].shape[0]), x)
-        torch.mm(x2d, w_in.t(), out=U) if native is not None else torch.addmm(bias, x2d, w_in.t(), out=U)
-        U = U.view(T, B, -1)
-        Z, K = buffer((T + 1, s, B, state_size), U), buffer((T, s, B, state_size), U)
-        saved = tuple(buffer((T, s, B, w), U) for w in Kn.widths(n)[1])
-        inc = buffer((T, B, state_size), U) if gate is not None and not single else None  # for the gate's gradient
-        Z[0, 0].zero_()
-        for t in range(T):  # per-stage views made by one unbind each: indexing them one by one costs more
-            zt, kt, ut, svt = Z[t].unbind(0), K[t].unbind(0), U[t], [v[t].unbind(0) for v in saved]
-            y = zt[0]
-            for i in range(s):
-                z = zt[i]
-                for m, j in enumerate(st.deps[i]):
-                    torch.add(y, kt[j], alpha=A[i][j], out=z) if m == 0 else z.add_(kt[j], alpha=A[i][j])
-                if i and not st.deps[i]:
-                    z.copy_(y)
-                Kn.forward(z, ut, bias, tuple(v[i] for v in svt), kt[i], native, *params)
-            nxt, outs = Z[t + 1, 0], [i for i in range(s) if st.outs[i]]
-            if gate is None and not single:  # y + sum_i hb_i k_i straight into the next state
-                for m, i in enumerate(outs):
-                    torch.add(y, kt[i], alpha=b[i], out=nxt) if m == 0 else nxt.add_(kt[i], alpha=b[i])
-                continue
-            increment = kt[outs[0]] if single else inc[t]
-            if not single:
-                for m, i in enumerate(outs):
-                    torch.mul(kt[i], b[i], out=increment) if m == 0 else increment.add_(kt[i], alpha=b[i])
-            torch.addcmul(y, gate[t], increment, out=nxt) if gate is not None else torch.add(y, increment, out=nxt)
+        x2d = x.reshape(T * B, x.shape[2]).contiguous()
+        gate = gate.contiguous() if gate is not None else None
+        Z, K = _WORKSPACE.take((T + 1, s, B, state_size), x), _WORKSPACE.take((T, s, B, state_size), x)
+        saved = tuple(_WORKSPACE.take((T, s, B, w), x) for w in Kn.widths(n)[1])
+        inc = _WORKSPACE.take((T, B, state_size), x) if gate is not None and not single else None  # for d gate
+        if native is not None:
+            native.scan_forward(kernel, A, b, st.deps, st.outs, x2d, w_in, bias, list(params), gate, Z, K,
+                                list(saved), inc)
+        else:
+            _steps(Kn, st, A, b, single, x2d, w_in, bias, gate, Z, K, saved, inc, params)
         hidden = Z[1:, 0, :, :n].clone(memory_format=torch.contiguous_format)
-        _WORKSPACE.give(U.view(T * B, -1))
-        if not training:  # no backward reads them: the next sequence (an evaluation batch) reuses them
-            _WORKSPACE.give(Z, K, *saved, *((inc,) if inc is not None else ()))
+        buffers = (Z, K, *saved, *((inc,) if inc is not None else ()))
+        if not any(ctx.needs_input_grad):  # no backward reads them: the next sequence (an evaluation batch) reuses them
+            _WORKSPACE.give(*buffers)
             return hidden
-        ctx.kernel, ctx.structure, ctx.A, ctx.b, ctx.coefficient_dtype = kernel, st, A, b, hA.dtype
-        ctx.native, ctx.single, ctx.has_gate = native, single, gate is not None
-        ctx.buffers = (Z, K, saved, inc)
-        ctx.save_for_backward(x2d, w_in, bias, gate if gate is not None else U.new_empty(0), *params)
+        ctx.kernel, ctx.structure, ctx.A, ctx.b, ctx.single, ctx.native = kernel, st, A, b, single, native
+        ctx.coefficient_dtype, ctx.buffers, ctx.to_give = hA.dtype, (Z, K, saved, inc), buffers
+        ctx.save_for_backward(x2d, w_in, gate if gate is not None else x.new_empty(0), *params)
+        ctx.has_gate = gate is not None
         return hidden
 
     @staticmethod
     def backward(ctx, d_hidden: Tensor):
         if ctx.buffers is None:
             raise RuntimeError("odenets.fused_rnn: the sequence was already backpropagated (its buffers are reused)")
-        Kn, st, A, b, native = KERNELS[ctx.kernel], ctx.structure, ctx.A, ctx.b, ctx.native
-        Z, K, saved, inc = ctx.buffers
-        x2d, w_in, bias, gate, *params = ctx.saved_tensors
+        x2d, w_in, gate, *params = ctx.saved_tensors
         gate = gate if ctx.has_gate else None
-        T, s, B, S = K.shape
-        n = params[0].shape[1]
-        G = Kn.widths(n)[0]
-        learn_A, learn_b = ctx.needs_input_grad[3], ctx.needs_input_grad[4]
-        d_pre = _WORKSPACE.take((T, s, B, G), d_hidden)  # every evaluation's gate pre-activation gradient
-        d_u = d_pre if Kn.input_grad_is_gate_grad else _WORKSPACE.take((T, s, B, G), d_hidden)
-        DZ = _WORKSPACE.take((T if learn_A else 1, s, B, S), d_hidden)  # every step's, if A is learned
-        DK = _WORKSPACE.take((s, B, S), d_hidden)
-        dks = DK.unbind(0)
-        d_inc_all = _WORKSPACE.take((T, B, S), d_hidden) if learn_b else None
-        d_gate = torch.zeros_like(gate) if gate is not None and ctx.needs_input_grad[5] else None
-        dy = d_hidden.new_zeros(B, S)
-        for t in reversed(range(T)):
-            dy[:, :n] += d_hidden[t]
-            d_inc = dy if gate is None else dy * gate[t]
-            if d_gate is not None:
-                torch.sum(dy * (K[t, st.outs.index(True)] if ctx.single else inc[t]), 0, out=d_gate[t])
-            if learn_b:
-                d_inc_all[t].copy_(d_inc)
-            dz, zt, kt = DZ[t if learn_A else 0].unbind(0), Z[t].unbind(0), K[t].unbind(0)
-            svt, dpt = [v[t].unbind(0) for v in saved], d_pre[t].unbind(0)
-            dut = dpt if d_u is d_pre else d_u[t].unbind(0)
-            for i in reversed(range(s)):
-                if st.outs[i] and b[i] == 1 and not st.users[i]:
-                    dk = d_inc
-                else:
-                    dk = dks[i]
-                    first = True
-                    if st.outs[i]:
-                        torch.mul(d_inc, b[i], out=dk)
-                        first = False
-                    for m in st.users[i]:
-                        torch.mul(dz[m], A[m][i], out=dk) if first else dk.add_(dz[m], alpha=A[m][i])
-                        first = False
-                    if first:
-                        dk.zero_()
-                Kn.backward(dk, zt[i], tuple(v[i] for v in svt), kt[i], dpt[i], dut[i], dz[i], native, *params)
-            for i in range(s):
-                dy += dz[i]
-        gA = gb = None
-        if learn_A:
-            gA = torch.zeros(s, s, dtype=torch.float64)
-            for m in range(s):
-                for i in st.deps[m]:
-                    gA[m, i] = float((DZ[:, m] * K[:, i]).sum(dtype=torch.float64))
-            gA = gA.to(ctx.coefficient_dtype)
-        if learn_b:
-            gb = torch.tensor([float((d_inc_all * K[:, i]).sum(dtype=torch.float64)) if st.outs[i] else 0.0
-                               for i in range(s)], dtype=ctx.coefficient_dtype)
-        d_params: list[Tensor | None] = [None] * len(params)
-        if ctx.needs_input_grad[10]:
-            d_params[0] = d_pre.reshape(-1, G).t().mm(Z[:T].reshape(-1, S)[:, :n])
-        if len(params) > 1:  # the GRU's b_hn, inside r * (.): the n-gate block of d_pre
-            d_params[1] = d_pre.reshape(-1, G)[:, 2 * n:].sum(0)
-        d_u_all = d_u[:, 0]  # u's gradient, summed over the stages: (T, B, G)
-        if s > 1:
-            d_u_all = torch.add(d_u[:, 0], d_u[:, 1], out=_WORKSPACE.take((T, B, G), d_hidden))
-            for i in range(2, s):
-                d_u_all += d_u[:, i]
-        d_u_all = d_u_all.reshape(T * B, G)
-        d_x = d_u_all.mm(w_in).view(T, B, -1) if ctx.needs_input_grad[0] else None
-        d_w_in = x2d.t().mm(d_u_all).t() if ctx.needs_input_grad[1] else None  # this order: MKL's faster one
-        d_bias = d_u_all.sum(0) if ctx.needs_input_grad[2] else None
+        needs = ctx.needs_input_grad
+        wanted = [*needs[:6], needs[10], len(params) > 1 and needs[11]]  # x, W_in, bias, hA, hb, gate, W_hh, b_hn
+        if ctx.native is not None:
+            Z, K, saved, inc = ctx.buffers
+            grads = ctx.native.scan_backward(ctx.kernel, ctx.A, ctx.b, ctx.structure.deps, ctx.structure.outs,
+                                             d_hidden.contiguous(), x2d, w_in, list(params), gate, Z, K, list(saved),
+                                             inc, wanted)
+        else:
+            grads = _adjoint(ctx, d_hidden, x2d, w_in, gate, params, wanted)
+        d_x, d_w_in, d_bias, gA, gb, d_gate, *d_params = grads
         ctx.buffers = None
-        _WORKSPACE.give(Z, K, *saved, *((inc,) if inc is not None else ()), d_pre, DZ, DK,
-                        *((d_u,) if d_u is not d_pre else ()), *((d_inc_all,) if learn_b else ()),
-                        *((d_u_all.view(T, B, G),) if s > 1 else ()))
-        return (d_x, d_w_in, d_bias, gA, gb, d_gate, None, None, None, None, *d_params)
+        _WORKSPACE.give(*ctx.to_give)
+        d_x = d_x.view(*d_hidden.shape[:2], -1) if d_x is not None else None
+        gA, gb = (g.to(ctx.coefficient_dtype) if g is not None else None for g in (gA, gb))
+        return (d_x, d_w_in, d_bias, gA, gb, d_gate, None, None, None, None, *d_params[:len(params)])
+
+
+def _steps(Kn, st: Structure, A: list, b: list, single: bool, x2d: Tensor, w_in: Tensor, bias: Tensor,
+           gate: Tensor | None, Z: Tensor, K: Tensor, saved: tuple[Tensor, ...], inc: Tensor | None,
+           params: Sequence[Tensor]) -> None:
+    """The forward recursion as torch operations: u_t = x_t W_in^T + b for all t at once, then per step the
+    stages k_i = F(z_i, u_t), z_i = y + sum_j hA_ij k_j, and y <- y + g_t * sum_i hb_i k_i."""
+    T, s = K.shape[:2]
+    U = _WORKSPACE.take((T * K.shape[2], w_in.shape[0]), x2d)
+    torch.addmm(bias, x2d, w_in.t(), out=U)
+    Z[0, 0].zero_()
+    outs = [i for i in range(s) if st.outs[i]]
+    for t, ut in enumerate(U.view(T, K.shape[2], -1)):  # per-stage views by one unbind each: cheaper than indexing
+        zt, kt, svt = Z[t].unbind(0), K[t].unbind(0), [v[t].unbind(0) for v in saved]
+        y = zt[0]
+        for i in range(s):
+            z = zt[i]
+            for m, j in enumerate(st.deps[i]):
+                torch.add(y, kt[j], alpha=A[i][j], out=z) if m == 0 else z.add_(kt[j], alpha=A[i][j])
+            if i and not st.deps[i]:
+                z.copy_(y)
+            Kn.forward(z, ut, tuple(v[i] for v in svt), kt[i], *params)
+        nxt = Z[t + 1, 0]
+        if gate is None and not single:  # y + sum_i hb_i k_i straight into the next state
+            for m, i in enumerate(outs):
+                torch.add(y, kt[i], alpha=b[i], out=nxt) if m == 0 else nxt.add_(kt[i], alpha=b[i])
+            continue
+        increment = kt[outs[0]] if single else inc[t]
+        if not single:
+            for m, i in enumerate(outs):
+                torch.mul(kt[i], b[i], out=increment) if m == 0 else increment.add_(kt[i], alpha=b[i])
+        torch.addcmul(y, gate[t], increment, out=nxt) if gate is not None else torch.add(y, increment, out=nxt)
+    _WORKSPACE.give(U)
+
+
+def _adjoint(ctx, d_hidden: Tensor, x2d: Tensor, w_in: Tensor, gate: Tensor | None, params: Sequence[Tensor],
+             wanted: Sequence[bool]) -> list[Tensor | None]:
+    """The backward recursion as torch operations, stage by stage in reverse: dk_i = hb_i dy + sum_{l>i} hA_li
+    dz_l, dz_i = F'(z_i)^T dk_i, dy <- dy + sum_i dz_i; the weight gradients as one matrix product over every
+    evaluation at the end. Returns the gradients `_RKScan.backward` lists in `wanted`'s order."""
+    Kn, st, A, b = KERNELS[ctx.kernel], ctx.structure, ctx.A, ctx.b
+    Z, K, saved, inc = ctx.buffers
+    T, s, B, S = K.shape
+    n = params[0].shape[1]
+    G = Kn.widths(n)[0]
+    learn_A, learn_b = wanted[3], wanted[4]
+    take = _WORKSPACE.take
+    d_pre = take((T, s, B, G), d_hidden)  # every evaluation's gate pre-activation gradient
+    d_u = d_pre if Kn.input_grad_is_gate_grad else take((T, s, B, G), d_hidden)
+    DZ = take((T if learn_A else 1, s, B, S), d_hidden)  # every step's, if A is learned
+    DK = take((s, B, S), d_hidden)
+    dks = DK.unbind(0)
+    d_inc_all = take((T, B, S), d_hidden) if learn_b else None
+    d_gate = torch.zeros_like(gate) if wanted[5] else None
+    dy = d_hidden.new_zeros(B, S)
+    for t in reversed(range(T)):
+        dy[:, :n] += d_hidden[t]
+        d_inc = dy if gate is None else dy * gate[t]
+        if d_gate is not None:
+            torch.sum(dy * (K[t, st.outs.index(True)] if ctx.single else inc[t]), 0, out=d_gate[t])
+        if learn_b:
+            d_inc_all[t].copy_(d_inc)
+        dz, zt, kt = DZ[t if learn_A else 0].unbind(0), Z[t].unbind(0), K[t].unbind(0)
+        svt, dpt = [v[t].unbind(0) for v in saved], d_pre[t].unbind(0)
+        dut = dpt if d_u is d_pre else d_u[t].unbind(0)
+        for i in reversed(range(s)):
+            if st.outs[i] and b[i] == 1 and not st.users[i]:
+                dk = d_inc
+            else:
+                dk = dks[i]
+                first = True
+                if st.outs[i]:
+                    torch.mul(d_inc, b[i], out=dk)
+                    first = False
+                for m in st.users[i]:
+                    torch.mul(dz[m], A[m][i], out=dk) if first else dk.add_(dz[m], alpha=A[m][i])
+                    first = False
+                if first:
+                    dk.zero_()
+            Kn.backward(dk, zt[i], tuple(v[i] for v in svt), kt[i], dpt[i], dut[i], dz[i], *params)
+        for i in range(s):
+            dy += dz[i]
+    gA = gb = None
+    if learn_A:
+        gA = torch.zeros(s, s, dtype=torch.float64)
+        for m in range(s):
+            for i in st.deps[m]:
+                gA[m, i] = float((DZ[:, m] * K[:, i]).sum(dtype=torch.float64))
+    if learn_b:
+        gb = torch.tensor([float((d_inc_all * K[:, i]).sum(dtype=torch.float64)) if st.outs[i] else 0.0
+                           for i in range(s)], dtype=torch.float64)
+    d_W = d_pre.reshape(-1, G).t().mm(Z[:T].reshape(-1, S)[:, :n]) if wanted[6] else None
+    d_bias_n = d_pre.reshape(-1, G)[:, 2 * n:].sum(0) if wanted[7] else None  # the GRU's b_hn, inside r * (.)
+    d_u_all = d_u[:, 0]  # u's gradient, summed over the stages: (T, B, G)
+    if s > 1:
+        d_u_all = torch.add(d_u[:, 0], d_u[:, 1], out=take((T, B, G), d_hidden))
+        for i in range(2, s):
+            d_u_all += d_u[:, i]
+    d_u_all = d_u_all.reshape(T * B, G)
+    d_x = d_u_all.mm(w_in) if wanted[0] else None
+    d_w_in = x2d.t().mm(d_u_all).t() if wanted[1] else None  # this order: MKL's faster one
+    d_bias = d_u_all.sum(0) if wanted[2] else None
+    _WORKSPACE.give(d_pre, DZ, DK, *((d_u,) if d_u is not d_pre else ()), *((d_inc_all,) if learn_b else ()),
+                    *((d_u_all.view(T, B, G),) if s > 1 else ()))
+    return [d_x, d_w_in, d_bias, gA, gb, d_gate, d_W, d_bias_n]
 
 
 def rk_scan(kernel: str, x: Tensor, inputs: tuple[Tensor, Tensor], hA: Tensor, hb: Tensor, structure: Structure,
@@ -393,8 +409,8 @@ def rk_scan(kernel: str, x: Tensor, inputs: tuple[Tensor, Tensor], hA: Tensor, h
 
     `params`: the recurrent weight W_hh (G, H) first, then the kernel's other parameters (GRU: b_hn).
     `gate` (T, state): optional per-unit step size at each time (Phased LSTM's time gate).
-    `native`: run the cell arithmetic in `fused_rnn.cpp` (None: wherever it applies and is built; False:
-    as torch operations).
+    `native`: run the time loop in `fused_rnn.cpp` (None: wherever it applies and is built; False: as torch
+    operations).
     """
     applies = x.device.type == "cpu" and x.dtype in NATIVE_DTYPES and all(p.dtype == x.dtype for p in params)
     compiled = native_kernels() if native is not False and applies else None
