@@ -10,8 +10,8 @@
 // time step while their operands are in cache, instead of over (T, B, gates) buffers.
 //
 // Same formulas as the torch-op kernels of `fused_rnn.py`, which the tests compare with. float: exp by range
-// reduction and a degree-6 polynomial (relative error below 2e-7), branch-free so the loops vectorise,
-// compiled for AVX2+FMA and for plain x86-64 (picked at run time); double: std::exp and std::tanh, so
+// reduction and a degree-6 polynomial (relative error below 2e-7), branch-free so the loops vectorise (built
+// with -march=native by `fused_rnn.native_kernels`, once per CPU type); double: std::exp and std::tanh, so
 // float64 tests compare at round-off.
 #include <torch/extension.h>
 
@@ -24,12 +24,7 @@
 #include <string>
 #include <vector>
 
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-#define ODENETS_CLONES __attribute__((target_clones("arch=haswell", "default")))
-#else
-#define ODENETS_CLONES
-#endif
-#define ODENETS_INLINE inline __attribute__((always_inline))  // into each clone, so its loop vectorises
+#define ODENETS_INLINE inline __attribute__((always_inline))  // into the loops, so they vectorise
 
 namespace {
 
@@ -83,7 +78,7 @@ ODENETS_INLINE double tanh_(double x) { return std::tanh(x); }
 // In: gates holds h W^T, u + bias the input half; out: gates holds i, f, g, o, k = [h' - h; c' - c],
 // tanh_c = tanh(c').
 template <typename T>
-ODENETS_CLONES void lstm_forward_rows(int64_t b0, int64_t b1, int64_t n, T* gates, const T* u, const T* bias,
+void lstm_forward_rows(int64_t b0, int64_t b1, int64_t n, T* gates, const T* u, const T* bias,
                                       const T* z, T* k, T* tanh_c) {
   const T* __restrict bi = bias;
   const T* __restrict bf = bi + n;
@@ -119,7 +114,7 @@ ODENETS_CLONES void lstm_forward_rows(int64_t b0, int64_t b1, int64_t n, T* gate
 
 // Gradients of the gate pre-activations (d_pre, B x 4n) and of z except through the gates (dz, B x 2n).
 template <typename T>
-ODENETS_CLONES void lstm_backward_rows(int64_t b0, int64_t b1, int64_t n, const T* dk, const T* z, const T* act,
+void lstm_backward_rows(int64_t b0, int64_t b1, int64_t n, const T* dk, const T* z, const T* act,
                                        const T* tanh_c, T* d_pre, T* dz) {
   for (int64_t r = b0; r < b1; ++r) {
     const T* __restrict dh = dk + r * 2 * n;
@@ -153,7 +148,7 @@ ODENETS_CLONES void lstm_backward_rows(int64_t b0, int64_t b1, int64_t n, const 
 // GRU, hh = h W^T (B, 3m) and u + bias (B, 3m) in torch's order r, z, n; b_hn inside r * (.).
 // Out: saved = [h W_n^T + b_n, r, z, n] (B, 4m) and k = (1 - z)(n - h).
 template <typename T>
-ODENETS_CLONES void gru_forward_rows(int64_t b0, int64_t b1, int64_t m, const T* hh, const T* u, const T* bias,
+void gru_forward_rows(int64_t b0, int64_t b1, int64_t m, const T* hh, const T* u, const T* bias,
                                      const T* h, const T* bias_n, T* saved, T* k) {
   const T* __restrict br = bias;
   const T* __restrict bz = br + m;
@@ -184,7 +179,7 @@ ODENETS_CLONES void gru_forward_rows(int64_t b0, int64_t b1, int64_t m, const T*
 
 // Gradients of hh (d_pre), of u (d_u), and of h except through hh (dh).
 template <typename T>
-ODENETS_CLONES void gru_backward_rows(int64_t b0, int64_t b1, int64_t m, const T* dk, const T* h, const T* saved,
+void gru_backward_rows(int64_t b0, int64_t b1, int64_t m, const T* dk, const T* h, const T* saved,
                                       T* d_pre, T* d_u, T* dh) {
   for (int64_t q = b0; q < b1; ++q) {
     const T* __restrict d = dk + q * m;
@@ -217,7 +212,7 @@ ODENETS_CLONES void gru_backward_rows(int64_t b0, int64_t b1, int64_t m, const T
 
 // Tanh RNN, k = tanh(h W^T + u + bias): in, k holds h W^T.
 template <typename T>
-ODENETS_CLONES void tanh_forward_rows(int64_t b0, int64_t b1, int64_t n, T* k, const T* u, const T* bias) {
+void tanh_forward_rows(int64_t b0, int64_t b1, int64_t n, T* k, const T* u, const T* bias) {
   const T* __restrict bb = bias;
   for (int64_t r = b0; r < b1; ++r) {
     T* __restrict kr = k + r * n;
@@ -228,7 +223,7 @@ ODENETS_CLONES void tanh_forward_rows(int64_t b0, int64_t b1, int64_t n, T* k, c
 }
 
 template <typename T>
-ODENETS_CLONES void tanh_backward_rows(int64_t b0, int64_t b1, int64_t n, const T* dk, const T* k, T* d_pre) {
+void tanh_backward_rows(int64_t b0, int64_t b1, int64_t n, const T* dk, const T* k, T* d_pre) {
   for (int64_t r = b0; r < b1; ++r) {
     const T* __restrict d = dk + r * n;
     const T* __restrict kr = k + r * n;
@@ -294,7 +289,7 @@ struct Target {
 
 // The stage sums folded into the evaluation: on rows [b0, b1) of k, just written and still in L1.
 template <typename T>
-ODENETS_CLONES void scatter_rows(int64_t b0, int64_t b1, int64_t S, const T* k, const T* y, const Target<T>* targets,
+void scatter_rows(int64_t b0, int64_t b1, int64_t S, const T* k, const T* y, const Target<T>* targets,
                                  int64_t count) {
   for (int64_t r = b0; r < b1; ++r) {
     const T* __restrict kr = k + r * S;
@@ -317,7 +312,7 @@ ODENETS_CLONES void scatter_rows(int64_t b0, int64_t b1, int64_t S, const T* k, 
 
 // out (+)= sum_q c_q src_q over n elements.
 template <typename T>
-ODENETS_CLONES void combine(int64_t n, const std::vector<const T*>& src, const std::vector<T>& c, T* out) {
+void combine(int64_t n, const std::vector<const T*>& src, const std::vector<T>& c, T* out) {
   T* __restrict o = out;
   for (size_t q = 0; q < src.size(); ++q) {
     const T* __restrict a = src[q];
@@ -335,7 +330,7 @@ ODENETS_CLONES void combine(int64_t n, const std::vector<const T*>& src, const s
 
 // Rows [b0, b1) of a (rows, width) block with row stride ld, added to (or, if fresh, copied into) out.
 template <typename T>
-ODENETS_CLONES void add_rows(int64_t b0, int64_t b1, int64_t width, const T* a, int64_t ld, T* out, int64_t ld_out,
+void add_rows(int64_t b0, int64_t b1, int64_t width, const T* a, int64_t ld, T* out, int64_t ld_out,
                              bool fresh) {
   for (int64_t r = b0; r < b1; ++r) {
     const T* __restrict ar = a + r * ld;
@@ -351,7 +346,7 @@ ODENETS_CLONES void add_rows(int64_t b0, int64_t b1, int64_t width, const T* a, 
 
 // Column sums of a (rows, width) block with row stride ld, added to out (width).
 template <typename T>
-ODENETS_CLONES void add_column_sums(int64_t rows, int64_t width, const T* a, int64_t ld, T* out) {
+void add_column_sums(int64_t rows, int64_t width, const T* a, int64_t ld, T* out) {
   T* __restrict o = out;
   for (int64_t r = 0; r < rows; ++r) {
     const T* __restrict ar = a + r * ld;
