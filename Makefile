@@ -11,11 +11,11 @@ TABLES ?=
 
 LANDSCAPE_ARGS ?= --dataset cifar10
 
-.PHONY: install train test test-fast lint clean reproduce-tables tables figures landscapes bench results verify-results eval
+.PHONY: install train test test-fast test-slurm lint clean reproduce-tables tables figures landscapes bench results verify-results eval
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet -e '.[dev]' --config-settings editable_mode=compat  # compat: Hydra scans src/hydra_plugins
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -29,13 +29,21 @@ test: $(STAMP)  ## the whole test suite (what CI runs)
 test-fast: $(STAMP)  ## the inner loop: everything but the end-to-end subprocess runs
 	$(PY) -m pytest -m "not slow"
 
+# Brings a one-node SLURM cluster up on this machine (root; apt-get installs SLURM if absent), runs the
+# launcher's tests through it (tests/run/test_slurm.py; they fail instead of skipping if it does not answer)
+# and brings it down, also on failure or Ctrl-C. See docs/cluster.md.
+test-slurm: $(STAMP)  ## hydra/launcher=slurm against a real scheduler: a local one-node cluster (~4 min)
+	@trap 'scripts/local_slurm.sh down' EXIT; \
+	conf=$$(scripts/local_slurm.sh up) || exit 1; eval "$$conf"; \
+	ODENETS_REQUIRE_SLURM=1 $(PY) -m pytest -m slurm tests/run/test_slurm.py $(ARGS)
+
 reproduce-tables: $(STAMP)  ## run what is missing for every table and figure, then render them (BUDGET=paper|cpu|smoke, TABLES=a,b)
 	$(PY) scripts/reproduce.py --budget $(BUDGET) --launcher $(LAUNCHER) --seeds $(SEEDS) $(if $(TABLES),--tables $(TABLES)) $(ARGS)
 
 eval: $(STAMP)  ## evaluate a trained run: make eval RUN=outputs/runs/<run> ARGS="scheme=rk4 substeps=4"
 	$(PY) -m odenets.evaluate $(RUN) $(ARGS)
 
-results: $(STAMP)  ## commit-ready copies of a budget's finished runs in src/odenets/reproduced/$(BUDGET)
+results: $(STAMP)  ## commit-ready copies of a budget's finished runs in src/odenets/reporting/reproduced/$(BUDGET)
 	$(PY) scripts/collect_results.py --budget $(BUDGET)
 
 verify-results: $(STAMP)  ## rerun committed cpu runs; fails if a number drifted (ARGS="--fastest")

@@ -6,7 +6,7 @@
     python scripts/bench.py --device cuda                    # on a GPU
 
 Every figure is a ratio measured side by side in this one process (interleaved rounds, medians):
-see `odenets.bench`. Prints a Markdown table; the JSON keys are stable. Each section is written to
+see `odenets.perf.bench`. Prints a Markdown table; the JSON keys are stable. Each section is written to
 --out as soon as it is measured (a killed run keeps what it had); sections not measured this time
 keep their earlier results in the file.
 """
@@ -21,8 +21,8 @@ from pathlib import Path
 
 import torch
 
-from odenets.bench import FULL, QUICK, SECTIONS, Machine, format_markdown, run
 from odenets.fileio import atomic_open
+from odenets.perf.bench import FULL, QUICK, SECTIONS, Machine, format_markdown, run
 
 
 def main(argv: list[str] | None = None) -> int:

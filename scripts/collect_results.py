@@ -1,4 +1,5 @@
-"""Commit what a budget's runs produced: one compact JSON per finished run in src/odenets/reproduced/<budget>/.
+"""Commit what a budget's runs produced: one compact JSON per finished run in
+src/odenets/reporting/reproduced/<budget>/.
 
     python scripts/collect_results.py --budget cpu [--runs outputs/runs]
 
@@ -13,8 +14,8 @@ import argparse
 import json
 import sys
 
-from odenets.figures.curves import latest_generated
 from odenets.provenance import stale_modules
+from odenets.reporting.figures.curves import latest_generated
 from odenets.results import REPRODUCED, get, load_runs
 
 

@@ -2,7 +2,7 @@
 
     python scripts/figures.py [--runs DIR ...] [--landscapes outputs/landscapes] [--out outputs/figures] [--allow-stale]
 
-Reads run records under --runs (default: outputs/runs and the committed src/odenets/reproduced) and loss
+Reads run records under --runs (default: outputs/runs and the committed src/odenets/reporting/reproduced) and loss
 landscapes (`*.npz`, written by scripts/landscape.py) under --landscapes; never trains. Runs whose code
 has changed since they ran are left out unless --allow-stale. A figure whose inputs are missing gets one
 line, `missing <figure>: <command that produces them>`, and the script still exits 0.
@@ -14,9 +14,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from odenets.figures.landscape import load_landscape
-from odenets.figures.render import render_all
 from odenets.provenance import stale_modules
+from odenets.reporting.figures.landscape import load_landscape
+from odenets.reporting.figures.render import render_all
 from odenets.results import RUN_ROOTS, load_runs
 
 

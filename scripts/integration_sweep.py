@@ -17,10 +17,10 @@ from pathlib import Path
 
 from odenets.errors import ConfigError
 from odenets.evaluate import evaluate
-from odenets.figures import save
-from odenets.figures.integration import plot_step_sweep
+from odenets.reporting.figures import save
+from odenets.reporting.figures.integration import plot_step_sweep
 from odenets.results import get, load_runs, read_evaluations
-from odenets.training import quiet_lightning
+from odenets.run.training import quiet_lightning
 
 
 def recorded(run_dir: Path, scheme: str, substeps: int) -> bool:

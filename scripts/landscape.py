@@ -6,7 +6,7 @@
 
 The batch is the first N training images of `--dataset` (any conf/dataset/*.yaml name, normalised,
 no augmentation), the same images for every scheme. One file per scheme:
-`<out>/<dataset>-horesnet-<scheme>-d<depth>[-span<s>].npz` (see odenets.figures.landscape). Prints each loss
+`<out>/<dataset>-horesnet-<scheme>-d<depth>[-span<s>].npz` (see odenets.reporting.figures.landscape). Prints each loss
 range beside the paper's.
 """
 
@@ -21,8 +21,8 @@ import torch
 from odenets.config import compose
 from odenets.data import build_datamodule
 from odenets.errors import ConfigError
-from odenets.figures import LANDSCAPE_FIGURES
-from odenets.figures.landscape import (
+from odenets.reporting.figures import LANDSCAPE_FIGURES
+from odenets.reporting.figures.landscape import (
     compute_landscape,
     format_ranges,
     landscape_path,
@@ -46,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--depth", type=int, help="weight layers (18: Fig. 4, 58: Fig. 8)")
     parser.add_argument("--schemes", default="euler,midpoint,rk4", help="comma-separated scheme names")
     parser.add_argument("--figures", action="store_true", help="the paper's two figures (depths and schemes of "
-                                                               "odenets.figures.LANDSCAPE_FIGURES)")
+                                                               "odenets.reporting.figures.LANDSCAPE_FIGURES)")
     parser.add_argument("--dataset", default="digits", help="a conf/dataset name (cifar10 for the paper)")
     parser.add_argument("--grid", type=int, default=21, help="points per direction on [-span, span]")
     parser.add_argument("--span", type=float, default=1.0, help="half-width of the grid (1 in Li et al. 2018)")

@@ -11,8 +11,8 @@ import json
 import sys
 
 from odenets.errors import ConfigError
-from odenets.model_stats import format_table, table_stats
-from odenets.published import table_names
+from odenets.reporting.model_stats import format_table, table_stats
+from odenets.reporting.published import table_names
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -16,8 +16,8 @@ import subprocess
 import sys
 
 from odenets.errors import ConfigError
-from odenets.figures import LANDSCAPE_FIGURES, landscape_command
-from odenets.reproduce import BUDGETS, plan, run
+from odenets.reporting.figures import LANDSCAPE_FIGURES, landscape_command
+from odenets.reporting.reproduce import BUDGETS, plan, run
 
 
 def main() -> None:

@@ -3,10 +3,10 @@
     python scripts/tables.py [--budget paper|cpu|smoke] [--runs DIR ...] [--out outputs/tables] [--allow-stale]
     python scripts/tables.py --budget cpu --readme README.md   # also rewrite the README's results block
 
-The README's block is built from the committed records of the budget alone (src/odenets/reproduced/<budget>,
+The README's block is built from the committed records of the budget alone (src/odenets/reporting/reproduced/<budget>,
 stale ones included: they are what the README reports), so a test can check it against them.
 
-Runs are read from outputs/runs and from the committed results (src/odenets/reproduced) unless --runs
+Runs are read from outputs/runs and from the committed results (src/odenets/reporting/reproduced) unless --runs
 names other folders. Runs whose code has changed since they ran (a module they imported now differs;
 docstrings and comments do not count) are stale: left out with a warning, or with --allow-stale shown
 and marked STALE.
@@ -19,10 +19,10 @@ import sys
 from pathlib import Path
 
 from odenets.errors import ConfigError
-from odenets.report import write_readme_results, write_report
-from odenets.reproduce import BUDGETS
+from odenets.reporting.report import write_readme_results, write_report
+from odenets.reporting.reproduce import BUDGETS
+from odenets.reporting.tables import RESULT_TABLES, RunIndex, results_summary, write_all
 from odenets.results import REPRODUCED, RUN_ROOTS
-from odenets.tables import RESULT_TABLES, RunIndex, results_summary, write_all
 
 
 def main() -> None:

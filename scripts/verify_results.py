@@ -4,7 +4,7 @@
     python scripts/verify_results.py --fastest --datasets sine   # the quickest needing no data (CI)
     python scripts/verify_results.py --count 10 --tolerance 0.005
 
-Each chosen record of src/odenets/reproduced/<budget>/ is rerun with its own overrides and seed (and its
+Each chosen record of src/odenets/reporting/reproduced/<budget>/ is rerun with its own overrides and seed (and its
 number of CPU threads) into a temporary folder; its final value of every metric the tables use (test
 accuracy, free-run accuracy) must lie within --tolerance (absolute, on the 0-1 scale: 0.01 is one
 percentage point) of the committed one.

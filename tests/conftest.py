@@ -30,10 +30,21 @@ def fig1_reference() -> dict:
 
 
 @pytest.fixture
+def float64():
+    """Run a test with float64 as torch's default dtype (comparisons to 1e-12)."""
+    import torch
+
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    yield
+    torch.set_default_dtype(previous)
+
+
+@pytest.fixture
 def run_inprocess(tmp_path):
-    """Train a composed config through `odenets.runs.train` (the real code path minus the CLI)."""
+    """Train a composed config through `odenets.run.lifecycle.train` (the real code path minus the CLI)."""
     from odenets.config import compose
-    from odenets.runs import train
+    from odenets.run.lifecycle import train
 
     def run(overrides: list[str], name: str = "run") -> tuple[dict, object]:
         run_dir = tmp_path / name

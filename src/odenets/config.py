@@ -42,7 +42,8 @@ def project_root() -> Path:
 
 # Keys that do not change what is computed.
 NON_DEFINING = {
-    "hydra", "paths", "logger", "checkpoint_every_n_steps", "force",
+    "hydra", "paths", "logger", "checkpoint_every_n_steps", "force", "wait_for_lock",
+    "budget.note", "budget.tables", "budget.sweeps",  # what a budget says and reproduces, not what a run computes
     "dataset.root", "dataset.num_workers", "dataset.eval_batch_size",
     "trainer.log_every_n_steps", "trainer.enable_model_summary", "trainer.enable_progress_bar",
 }
@@ -77,6 +78,18 @@ def unused_keys(cfg: DictConfig) -> set[str]:
                 reached.add(ref)
                 todo.append(ref)
     return {key for key in OPTIONAL_KEYS if key in raw and key not in reached}
+
+
+@functools.cache
+def readers(key: str) -> tuple[str, ...]:
+    """The config-group options that read top-level `key` (`scheme=heun_ext` reads `alpha`, `model=horesnet`
+    reads `depth`), from conf/<group>/*.yaml."""
+    pattern = re.compile(r"\$\{(?:oc\.select:)?" + re.escape(key) + r"\b")
+    found = []
+    for path in sorted(CONF_DIR.glob("*/*.yaml")):
+        if path.parent.name not in ("experiment", "budget_rules") and pattern.search(path.read_text()):
+            found.append(f"{path.parent.name}={path.stem}")
+    return tuple(found)
 
 
 def _strip(node: Any, prefix: str = "") -> Any:

@@ -1,7 +1,14 @@
-"""The one error type users see, how any error is told in one line, and which errors are bad input."""
+"""The errors users see, how any error is told in one line, and the exit status of each.
+
+Exit statuses: 2 bad input (`ConfigError`, Hydra's usage errors), 3 the run directory is in use by another
+process (`RunInUse`), 4 the file system refused a write (`WriteError`: no space, read-only, no permission, a
+path that cannot be a directory), 128 + n a run stopped by signal n after saving its state (pre-emption:
+143 for SIGTERM, 138 for SIGUSR1, 140 for SIGUSR2), and for a multirun the number of jobs that did not finish.
+"""
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import sys
@@ -9,10 +16,43 @@ import sys
 from hydra.errors import HydraException
 from omegaconf.errors import OmegaConfBaseException
 
+EXIT_BAD_INPUT, EXIT_IN_USE, EXIT_WRITE = 2, 3, 4
+
 
 class ConfigError(ValueError):
     """Bad user input (config value, scheme, depth, data files). A `ValueError` for library users; the
     command line prints it as one line and exits with status 2."""
+
+
+class RunInUse(RuntimeError):
+    """Another process holds the run directory's lock (exit status 3)."""
+
+
+class WriteError(OSError):
+    """A file could not be written: the message names the path and what it was (exit status 4)."""
+
+    def __init__(self, path, reason: BaseException, what: str = "") -> None:
+        text = str(reason).strip()
+        why = getattr(reason, "strerror", None) or (text.splitlines()[0] if text else type(reason).__name__)
+        super().__init__(getattr(reason, "errno", None), f"cannot write {what + ' ' if what else ''}{path}: {why}")
+        self.path = path
+
+    def __str__(self) -> str:
+        return self.strerror
+
+
+WRITE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOTDIR,
+                          errno.EEXIST, errno.EFBIG, errno.EISDIR, errno.ENOENT})
+
+
+def write_error(e: BaseException) -> WriteError | None:
+    """`e` as a `WriteError` if it is the file system refusing a write (Hydra creating the run directory,
+    a logger's file): None for anything else."""
+    if isinstance(e, WriteError):
+        return e
+    if isinstance(e, OSError) and e.errno in WRITE_ERRNOS and e.filename:
+        return WriteError(e.filename, e)
+    return None
 
 
 _NOISE = ("full_key:", "object_type=", "reference_type=", "Config search path", "provider=", "See https://hydra.cc",
@@ -22,7 +62,7 @@ _NOISE = ("full_key:", "object_type=", "reference_type=", "Config search path", 
 def one_line(e: BaseException) -> str:
     """A single line for an error: ours verbatim; Hydra/OmegaConf messages folded, with the valid
     choices of a config group listed when a choice was not found."""
-    if isinstance(e, ConfigError):
+    if isinstance(e, (ConfigError, RunInUse, WriteError)):
         return str(e)
     text = str(e)
     options = getattr(e, "options", None)
@@ -55,7 +95,12 @@ def is_bad_input(e: BaseException) -> bool:
     return isinstance(e, ValueError) and tb is not None and f"{os.sep}hydra{os.sep}" in tb.tb_frame.f_code.co_filename
 
 
+def exit_with(e: BaseException, status: int = EXIT_BAD_INPUT) -> None:
+    """Print `error: <one line>` on stderr and exit with `status`."""
+    print(f"error: {one_line(e)}", file=sys.stderr)
+    sys.exit(status)
+
+
 def exit_bad_input(e: BaseException) -> None:
     """Print `error: <one line>` on stderr and exit with status 2."""
-    print(f"error: {one_line(e)}", file=sys.stderr)
-    sys.exit(2)
+    exit_with(e, EXIT_BAD_INPUT)

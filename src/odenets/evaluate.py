@@ -4,7 +4,7 @@ RUN is a run directory (`outputs/runs/<run_name>`) or one of its checkpoints. Th
 the run's own `result.json` config, the checkpoint's weights are loaded (`which=best`, the default, or
 `last`) and the test split is evaluated, or another split of the same dataset (`dataset.split=inter_patient`,
 `dataset.test_subset=1000`, `paths.data_dir=...`). `scheme=` and `substeps=` integrate the trained weights
-with another tableau and/or n sub-steps per step (`odenets.integration`: shared-weight models only).
+with another tableau and/or n sub-steps per step (`odenets.run.integration`: shared-weight models only).
 The result is added to `eval.json` beside `result.json` (one entry per distinct evaluation: its
 metrics, the overrides, the checkpoint, provenance). Bad paths or overrides: one line, exit status 2.
 
@@ -26,16 +26,16 @@ import yaml
 from omegaconf import OmegaConf
 
 from odenets.config import register_resolvers
+from odenets.core.schemes import scheme_from_config
 from odenets.data import build_datamodule, dataset_keys
 from odenets.errors import ConfigError, exit_bad_input
 from odenets.fileio import atomic_open
-from odenets.integration import reintegrate
 from odenets.models import build_model
 from odenets.provenance import provenance
 from odenets.results import EVAL_FILE, now, read_evaluations, read_result
-from odenets.schemes import scheme_from_config
+from odenets.run.integration import reintegrate
+from odenets.run.training import quiet_lightning
 from odenets.tasks import TASKS
-from odenets.training import quiet_lightning
 
 OPTIONS = ("which", "scheme", "substeps")
 

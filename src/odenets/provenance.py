@@ -32,8 +32,9 @@ import torch
 PACKAGE_DIR = Path(__file__).resolve().parent
 PACKAGES = ("torch", "torchvision", "lightning", "hydra-core", "torchdiffeq", "wfdb", "numpy")
 # Modules that run, check and record a run without changing what it computes (see the module docstring).
-BOOKKEEPING = frozenset({"odenets.train", "odenets.runs", "odenets.validation", "odenets.results", "odenets.errors",
-                         "odenets.fileio", "odenets.provenance", "odenets.evaluate"})
+BOOKKEEPING = frozenset({"odenets.train", "odenets.evaluate", "odenets.run.lifecycle", "odenets.run.validation",
+                         "odenets.run.lock", "odenets.run.preemption", "odenets.run.checkpoints",
+                         "odenets.results", "odenets.errors", "odenets.fileio", "odenets.provenance"})
 
 
 # --------------------------------------------------------------------------- code
@@ -64,11 +65,26 @@ def _without_docstrings(tree: ast.AST) -> ast.AST:
     return tree
 
 
+# C++ literals (kept as they are), or a run of whitespace and comments between two tokens
+_CPP_GAP = re.compile(r'("(?:\\.|[^"\\\n])*"|\'(?:\\.|[^\'\\\n])*\')|(?:\s|//[^\n]*|/\*.*?\*/)+', re.S)
+
+
+def _cpp_tokens(source: str) -> str:
+    """C++ source without comments, and without whitespace except one space where two tokens would run together
+    (two names or numbers, `- -`, `< <`, ...): re-indenting, re-wrapping or commenting it changes nothing."""
+    def gap(m: re.Match) -> str:
+        if m.group(1):
+            return m.group(1)
+        around = source[m.start() - 1:m.start()] + source[m.end():m.end() + 1]
+        return " " if re.fullmatch(r"\w\w|([-+&|<>])\1", around) else ""
+    return _CPP_GAP.sub(gap, source)
+
+
 @cache
 def _digest_cached(path: str, mtime_ns: int, size: int, native_mtime_ns: int | None) -> str:
     code = ast.dump(_without_docstrings(ast.parse(Path(path).read_text())))
-    if native_mtime_ns is not None:  # its C++ source, without // comments
-        code += re.sub(r"//[^\n]*", "", Path(path).with_suffix(".cpp").read_text())
+    if native_mtime_ns is not None:  # its C++ source, as tokens
+        code += _cpp_tokens(Path(path).with_suffix(".cpp").read_text())
     return hashlib.sha256(code.encode()).hexdigest()[:16]
 
 

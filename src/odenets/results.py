@@ -27,7 +27,7 @@ RESULT_FILE = "result.json"
 EVAL_FILE = "eval.json"  # evaluations of a finished run (odenets.evaluate), beside its result.json
 # Results a run of each budget produced on the kind of machine its README section names, committed
 # one JSON per run (`scripts/collect_results.py`): <budget>/<run_name>.json.
-REPRODUCED = Path(__file__).resolve().parent / "reproduced"
+REPRODUCED = Path(__file__).resolve().parent / "reporting" / "reproduced"
 RUN_ROOTS = ("outputs/runs", REPRODUCED)  # where tables and figures look for runs by default
 
 

@@ -1,8 +1,9 @@
 """Training entry point: `python train.py scheme=rk4 depth=58`, `python -m odenets.train`, `odenets-train`.
 
-Bad input (config, overrides, data) ends with one line on stderr and exit status 2
-(`HYDRA_FULL_ERROR=1` shows the traceback); a multirun exits with its number of failed jobs. What a
-run does is `odenets.runs.train`.
+Bad input (config, overrides, data) ends with one line on stderr and exit status 2, a run directory that
+another process holds with status 3, a write the file system refuses with status 4 (`HYDRA_FULL_ERROR=1`
+shows the traceback; `odenets.errors` lists every status); a multirun exits with its number of jobs that
+did not finish. What a run does is `odenets.run.lifecycle.train`.
 """
 
 from __future__ import annotations
@@ -17,8 +18,19 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from odenets.config import CONF_DIR, register_resolvers
-from odenets.errors import ConfigError, exit_bad_input, is_bad_input, one_line
-from odenets.runs import SweepReport, train
+from odenets.errors import (
+    EXIT_IN_USE,
+    EXIT_WRITE,
+    ConfigError,
+    RunInUse,
+    exit_bad_input,
+    exit_with,
+    is_bad_input,
+    one_line,
+    write_error,
+)
+from odenets.run.lifecycle import SweepReport, train
+from odenets.run.validation import validate_sweep
 
 log = logging.getLogger("odenets")
 register_resolvers()
@@ -31,8 +43,16 @@ def _hydra_main(cfg: DictConfig) -> None:
     except Exception as e:
         if HydraConfig.get().mode == RunMode.MULTIRUN:
             # a sweep goes on: the job's result.json says `failed` and why, the summary counts it
-            log.error("job failed: %s", one_line(e))
-        elif isinstance(e, ConfigError) and os.environ.get("ODENETS_TRACEBACK") != "1":
+            log.error("job not run to the end: %s", one_line(e))
+            if isinstance(e, RunInUse):
+                SweepReport.in_use.append(one_line(e))
+        elif os.environ.get("ODENETS_TRACEBACK") == "1":
+            raise
+        elif isinstance(e, RunInUse):
+            exit_with(e, EXIT_IN_USE)
+        elif write_error(e):
+            exit_with(write_error(e), EXIT_WRITE)
+        elif isinstance(e, ConfigError):
             exit_bad_input(e)
         else:
             raise
@@ -42,13 +62,20 @@ def main() -> None:
     if os.environ.get("HYDRA_FULL_ERROR") == "1":
         os.environ["ODENETS_TRACEBACK"] = "1"
     os.environ["HYDRA_FULL_ERROR"] = "1"  # Hydra re-raises instead of printing; we report below
+    logging.raiseExceptions = False  # a full disk fails the run with one line, not a logging traceback per record
     try:
+        if {"-m", "--multirun"} & set(sys.argv[1:]):  # a key no job reads: refused before any job runs
+            validate_sweep([a for a in sys.argv[1:] if "=" in a and not a.startswith("-")])
         _hydra_main()
     except Exception as e:
-        if os.environ.get("ODENETS_TRACEBACK") == "1" or not is_bad_input(e):
+        if os.environ.get("ODENETS_TRACEBACK") == "1":
+            raise
+        if write_error(e):  # Hydra creating the run directory or its .hydra files
+            exit_with(write_error(e), EXIT_WRITE)
+        if not is_bad_input(e):
             raise
         exit_bad_input(e)
-    sys.exit(min(SweepReport.failed, 100))
+    sys.exit(min(SweepReport.not_finished, 100))
 
 
 if __name__ == "__main__":

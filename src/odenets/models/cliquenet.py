@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from odenets.errors import ConfigError
-from odenets.models import register_model
+from odenets.models.registry import register_model
 from odenets.models.rkcnn import PeriodNet, channel_list, norm2d, per_period
 
 

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from odenets.models import register_model
+from odenets.models.registry import register_model
 from odenets.models.rkcnn import DenseLayers, PeriodNet, channel_list, per_period
 
 

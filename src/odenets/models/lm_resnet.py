@@ -13,8 +13,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from odenets.models import register_model
 from odenets.models.horesnet import HOResNet
+from odenets.models.registry import register_model
 
 
 class LMResNet(HOResNet):

@@ -13,8 +13,8 @@ from __future__ import annotations
 from torch import Tensor
 
 from odenets.errors import ConfigError
-from odenets.models import register_model
 from odenets.models.horesnet import HOResNet
+from odenets.models.registry import register_model
 
 
 class MomentumResNet(HOResNet):

@@ -14,7 +14,7 @@ on MNIST, 0.853M on CIFAR-10) from t=0 to 1 with `odeint` (plain backpropagation
 state is integrated backwards instead of kept, memory independent of the number of steps) at the same
 tolerances. `ODEFunc.nfe` counts f-evaluations; the task logs them per forward pass (`train/nfe`,
 `test/nfe`). `set_integration` evaluates a trained ODE-Net with one of our tableaus on a fixed grid
-(`odenets.integration`).
+(`odenets.run.integration`).
 
 Multistep methods use `steps` equal steps per period (r > 1, Sec. 4.1.3; default 3). torchdiffeq starts
 them with the RK4 3/8 rule until three past values of f exist, so r = 3 is the smallest r that takes any
@@ -32,12 +32,12 @@ import torch
 from torch import Tensor, nn
 from torchdiffeq import odeint, odeint_adjoint
 
-from odenets.blocks import RKBlock
+from odenets.core.blocks import RKBlock
+from odenets.core.schemes import Scheme, scheme_from_config
 from odenets.errors import ConfigError
-from odenets.models import register_model
+from odenets.models.registry import register_model
 from odenets.models.rkcnn import PeriodNet, channel_list
 from odenets.models.rknet import ODEFunc
-from odenets.schemes import Scheme, scheme_from_config
 
 METHODS = ("explicit_adams", "implicit_adams", "dopri5")
 

@@ -14,9 +14,9 @@ from collections.abc import Sequence
 
 from torch import nn
 
-from odenets.blocks import RKBlock
+from odenets.core.blocks import RKBlock
 from odenets.errors import ConfigError
-from odenets.models import register_model
+from odenets.models.registry import register_model
 from odenets.models.rkcnn import PeriodNet, channel_list, preact_conv
 
 

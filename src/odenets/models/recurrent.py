@@ -35,17 +35,21 @@ as H*W pixels of C features (`read="pixels"`).
 
 from __future__ import annotations
 
+import functools
+import inspect
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, fields
 
 import torch
 from torch import Tensor, nn
 
-from odenets.blocks import RKBlock
+from odenets.core.blocks import RKBlock
+from odenets.core.fused_rnn import Workspace, rk_scan
+from odenets.core.schemes import Scheme
+from odenets.core.stage_plan import StagePlan
 from odenets.errors import ConfigError
-from odenets.fused_rnn import Structure, rk_scan
-from odenets.models import register_model
-from odenets.schemes import Scheme
+from odenets.models.registry import register_model
 
 READS = ("rows", "pixels")
 
@@ -174,7 +178,7 @@ def input_map(cell: nn.LSTMCell | nn.GRUCell) -> tuple[Tensor, Tensor]:
 
 
 def recurrent_params(cell: nn.LSTMCell | nn.GRUCell) -> tuple[Tensor, ...]:
-    """What `odenets.fused_rnn` kernels take besides u: W_hh, and the GRU's b_hn."""
+    """What `odenets.core.fused_rnn` kernels take besides u: W_hh, and the GRU's b_hn."""
     if isinstance(cell, nn.GRUCell):
         return cell.weight_hh, cell.bias_hh[2 * cell.hidden_size:]
     return (cell.weight_hh,)
@@ -204,8 +208,8 @@ def _flat(values):
 class ODERNNLayer(nn.Module):
     """One recurrent layer: s_t = one `scheme` step from s_{t-1} with shared F (s_0 = 0).
 
-    `fused=True` (default) runs the whole sequence through `odenets.fused_rnn.rk_scan` (one autograd
-    node, hand-written backward);
+    `fused=True` (default) runs the whole sequence through `odenets.core.fused_rnn.rk_scan` (one autograd
+    node, hand-written backward), with the block's own stage plan and this layer's `Workspace`;
     `fused=False` steps the `RKBlock` op by op. Both compute the same numbers (tested)."""
 
     def __init__(self, scheme: Scheme | Mapping | str, cell: str, input_size: int, hidden_size: int,
@@ -214,7 +218,7 @@ class ODERNNLayer(nn.Module):
         if cell not in TRANSITIONS:
             raise ConfigError(f"model.cell={cell!r}; allowed: {', '.join(TRANSITIONS)}")
         self.step = RKBlock(scheme, lambda: TRANSITIONS[cell](input_size, hidden_size), stage_weights="shared")
-        self.hidden_size, self.fused = hidden_size, fused
+        self.hidden_size, self.fused, self.workspace = hidden_size, fused, Workspace()
         self.state_size = self.step.F[0].state_size
 
     @property
@@ -230,8 +234,7 @@ class ODERNNLayer(nn.Module):
             x = x.transpose(0, 1)  # time-major, as rk_scan reads it
             inputs, params = F.fused_params()
             hidden = rk_scan(F.kernel, x if n == 1 else x.repeat_interleave(n, dim=0), inputs, coefficient_tensor(hA),
-                             coefficient_tensor(hb), Structure(self.step.deps, self.step.outs), self.state_size,
-                             params)
+                             coefficient_tensor(hb), self.step.plan, self.state_size, params, self.workspace)
             return (hidden if n == 1 else hidden[n - 1::n]).transpose(0, 1)
         s = x.new_zeros(x.shape[0], self.state_size)
         hidden = []
@@ -273,7 +276,7 @@ class PhasedLSTMLayer(nn.Module):
         self.log_period = nn.Parameter(torch.empty(hidden_size).uniform_(math.log(low), math.log(high)))
         self.shift = nn.Parameter(torch.rand(hidden_size) * self.log_period.detach().exp())
         self.r_on = nn.Parameter(torch.full((hidden_size,), float(r_on)))
-        self.leak, self.fused = leak, fused
+        self.leak, self.fused, self.workspace = leak, fused, Workspace()
 
     def time_gate(self, t: Tensor) -> Tensor:
         """k_t for times t of shape (T,): (T, H)."""
@@ -289,7 +292,7 @@ class PhasedLSTMLayer(nn.Module):
         if self.fused:
             return rk_scan("lstm", x.transpose(0, 1), input_map(self.cell), coefficient_tensor([[0.0]]),
                            coefficient_tensor([1.0]), EULER, 2 * self.cell.hidden_size, recurrent_params(self.cell),
-                           gate=torch.cat([k, k], dim=1)).transpose(0, 1)
+                           self.workspace, gate=torch.cat([k, k], dim=1)).transpose(0, 1)
         h = c = x.new_zeros(x.shape[0], self.cell.hidden_size)
         hidden = []
         for t in range(x.shape[1]):
@@ -300,7 +303,7 @@ class PhasedLSTMLayer(nn.Module):
         return torch.stack(hidden, dim=1)
 
 
-EULER = Structure(deps=((),), outs=(True,))
+EULER = StagePlan(deps=((),), outs=(True,), single=0)  # Phased LSTM's step: its one stage is the increment
 
 
 # --------------------------------------------------------------------------- the networks
@@ -326,88 +329,102 @@ class RecurrentNet(nn.Module):
     majority class for epochs (README, "ECG: what makes recurrent models learn").
     """
 
-    def __init__(self, layers: nn.Module, hidden_size: int, num_outputs: int, read: str, chunk: int = 1,
-                 trim_padding: bool = False, input_scale: float = 1.0) -> None:
+    def __init__(self, layers: nn.Module, config: RecurrentConfig) -> None:
         super().__init__()
-        self.read, self.chunk, self.trim_padding, self.input_scale = read, chunk, trim_padding, float(input_scale)
-        self.layers = layers
-        self.head = nn.Linear(hidden_size, num_outputs)
+        self.config, self.layers = config, layers
+        self.head = nn.Linear(config.hidden_size, config.num_outputs)
 
     def forward(self, x: Tensor) -> Tensor:
-        seq = as_sequence(x, self.read, self.chunk)
-        hidden = self.layers(seq if self.input_scale == 1 else seq * self.input_scale)
-        if self.trim_padding:
-            return self.head(hidden[torch.arange(len(x), device=x.device), last_valid_step(x, self.read, self.chunk)])
+        c = self.config
+        seq = as_sequence(x, c.read, c.chunk)
+        hidden = self.layers(seq if c.input_scale == 1 else seq * c.input_scale)
+        if c.trim_padding:
+            return self.head(hidden[torch.arange(len(x), device=x.device), last_valid_step(x, c.read, c.chunk)])
         return self.head(hidden[:, -1])
 
 
-def _sizes(hidden_size: int, num_layers: int, in_channels: int, image_size: int | None, read: str,
-           chunk: int) -> list[int]:
-    """Input size of each layer."""
-    if num_layers < 1:
-        raise ConfigError(f"model.num_layers={num_layers} must be >= 1")
-    return [features_per_step(in_channels, image_size, read, chunk)] + [hidden_size] * (num_layers - 1)
+@dataclass(frozen=True)
+class RecurrentConfig:
+    """The options every recurrent model takes (`model.hidden_size`, `model.chunk`, ...): its size, how it
+    reads its input (`as_sequence`, `RecurrentNet`) and how its gate biases start (`gate_init`)."""
+
+    hidden_size: int = 128
+    num_layers: int = 1
+    num_outputs: int = 10
+    in_channels: int = 1
+    image_size: int | None = None
+    read: str = "rows"
+    chunk: int = 1
+    trim_padding: bool = False
+    input_scale: float = 1.0
+    gate_init: str = "torch"
+    timescale: int = 100
+
+    def layer_inputs(self) -> list[int]:
+        """Input size of each layer."""
+        if self.num_layers < 1:
+            raise ConfigError(f"model.num_layers={self.num_layers} must be >= 1")
+        first = features_per_step(self.in_channels, self.image_size, self.read, self.chunk)
+        return [first] + [self.hidden_size] * (self.num_layers - 1)
+
+    def network(self, layers: list[nn.Module], cells: list[nn.Module]) -> RecurrentNet:
+        """The net around `layers`, with the gate biases of `cells` set by `gate_init`."""
+        for cell in cells:
+            gate_init(cell, self.gate_init, self.timescale)
+        stack = layers[0] if len(layers) == 1 and isinstance(layers[0], TorchRecurrent) else nn.Sequential(*layers)
+        return RecurrentNet(stack, self)
 
 
-def _network(layers: list[nn.Module], cells: list[nn.Module], hidden_size: int, num_outputs: int, read: str, chunk: int,
-             trim_padding: bool, input_scale: float, gate_init_mode: str, timescale: int) -> RecurrentNet:
-    """The net around `layers`, with the gate biases of `cells` set by `gate_init_mode`."""
-    for cell in cells:
-        gate_init(cell, gate_init_mode, timescale)
-    stack = layers[0] if len(layers) == 1 and isinstance(layers[0], TorchRecurrent) else nn.Sequential(*layers)
-    return RecurrentNet(stack, hidden_size, num_outputs, read, chunk, trim_padding, input_scale)
+def takes_config(factory: Callable[..., RecurrentNet]) -> Callable[..., RecurrentNet]:
+    """`factory(config, **own)` as a model constructor taking `RecurrentConfig`'s fields as flat keywords
+    (`model.chunk=11`): its signature lists them with their defaults, as the registry reads the options."""
+    shared = [inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=f.default, annotation=f.type)
+              for f in fields(RecurrentConfig)]
+    signature = inspect.signature(factory)
+
+    @functools.wraps(factory)
+    def build(**options) -> RecurrentNet:
+        config = RecurrentConfig(**{p.name: options.pop(p.name) for p in shared if p.name in options})
+        return factory(config, **options)
+
+    build.__signature__ = signature.replace(parameters=[*list(signature.parameters.values())[1:], *shared])
+    return build
 
 
 @register_model
-def ode_rnn(scheme: Scheme | Mapping | str = "heun", cell: str = "lstm", hidden_size: int = 128, num_layers: int = 1,
-            num_outputs: int = 10, in_channels: int = 1, image_size: int | None = None, read: str = "rows",
-            chunk: int = 1, trim_padding: bool = False, input_scale: float = 1.0,
-            gate_init: str = "torch", timescale: int = 100,
+@takes_config
+def ode_rnn(config: RecurrentConfig, scheme: Scheme | Mapping | str = "heun", cell: str = "lstm",
             fused: bool = True) -> RecurrentNet:
     """HeunNet (`scheme=heun`), ExtendedHeunNet (`heun_ext`), residual RNN (`euler`), or any tableau."""
-    if cell == "rnn" and gate_init != "torch":
-        raise ConfigError(f"model.gate_init={gate_init!r} needs a gated cell (model.cell=lstm or gru), not rnn")
-    layers = [ODERNNLayer(scheme, cell, n_in, hidden_size, fused)
-              for n_in in _sizes(hidden_size, num_layers, in_channels, image_size, read, chunk)]
-    cells = [layer.cell.cell for layer in layers if cell != "rnn"]
-    return _network(layers, cells, hidden_size, num_outputs, read, chunk, trim_padding, input_scale, gate_init,
-                    timescale)
+    if cell == "rnn" and config.gate_init != "torch":
+        raise ConfigError(f"model.gate_init={config.gate_init!r} needs a gated cell (model.cell=lstm or gru), not rnn")
+    layers = [ODERNNLayer(scheme, cell, n_in, config.hidden_size, fused) for n_in in config.layer_inputs()]
+    return config.network(layers, [layer.cell.cell for layer in layers if cell != "rnn"])
 
 
-def _torch_rnn(kind: type[nn.LSTM] | type[nn.GRU], hidden_size: int, num_layers: int, num_outputs: int,
-               in_channels: int, image_size: int | None, read: str, chunk: int, trim_padding: bool,
-               input_scale: float, gate_init: str, timescale: int) -> RecurrentNet:
-    n_in = _sizes(hidden_size, num_layers, in_channels, image_size, read, chunk)[0]
-    rnn = kind(n_in, hidden_size, num_layers, batch_first=True)
-    return _network([TorchRecurrent(rnn)], [rnn], hidden_size, num_outputs, read, chunk, trim_padding, input_scale,
-                    gate_init, timescale)
+def _torch_rnn(kind: type[nn.LSTM] | type[nn.GRU], config: RecurrentConfig) -> RecurrentNet:
+    rnn = kind(config.layer_inputs()[0], config.hidden_size, config.num_layers, batch_first=True)
+    return config.network([TorchRecurrent(rnn)], [rnn])
 
 
 @register_model
-def lstm(hidden_size: int = 128, num_layers: int = 1, num_outputs: int = 10, in_channels: int = 1,
-         image_size: int | None = None, read: str = "rows", chunk: int = 1, trim_padding: bool = False,
-         input_scale: float = 1.0, gate_init: str = "torch", timescale: int = 100) -> RecurrentNet:
+@takes_config
+def lstm(config: RecurrentConfig) -> RecurrentNet:
     """torch's LSTM (oneDNN/cuDNN kernels)."""
-    return _torch_rnn(nn.LSTM, hidden_size, num_layers, num_outputs, in_channels, image_size, read, chunk,
-                      trim_padding, input_scale, gate_init, timescale)
+    return _torch_rnn(nn.LSTM, config)
 
 
 @register_model
-def gru(hidden_size: int = 128, num_layers: int = 1, num_outputs: int = 10, in_channels: int = 1,
-        image_size: int | None = None, read: str = "rows", chunk: int = 1, trim_padding: bool = False,
-        input_scale: float = 1.0, gate_init: str = "torch", timescale: int = 100) -> RecurrentNet:
+@takes_config
+def gru(config: RecurrentConfig) -> RecurrentNet:
     """torch's GRU (oneDNN/cuDNN kernels)."""
-    return _torch_rnn(nn.GRU, hidden_size, num_layers, num_outputs, in_channels, image_size, read, chunk,
-                      trim_padding, input_scale, gate_init, timescale)
+    return _torch_rnn(nn.GRU, config)
 
 
 @register_model
-def phased_lstm(hidden_size: int = 128, num_layers: int = 1, num_outputs: int = 10, in_channels: int = 1,
-                image_size: int | None = None, read: str = "rows", chunk: int = 1, trim_padding: bool = False,
-                input_scale: float = 1.0, gate_init: str = "torch", timescale: int = 100,
-                period_range: tuple[float, float] = (1.0, 100.0),
-                r_on: float = 0.05, leak: float = 1e-3, fused: bool = True) -> RecurrentNet:
-    layers = [PhasedLSTMLayer(n_in, hidden_size, period_range, r_on, leak, fused)
-              for n_in in _sizes(hidden_size, num_layers, in_channels, image_size, read, chunk)]
-    return _network(layers, [layer.cell for layer in layers], hidden_size, num_outputs, read, chunk, trim_padding,
-                    input_scale, gate_init, timescale)
+@takes_config
+def phased_lstm(config: RecurrentConfig, period_range: tuple[float, float] = (1.0, 100.0), r_on: float = 0.05,
+                leak: float = 1e-3, fused: bool = True) -> RecurrentNet:
+    layers = [PhasedLSTMLayer(n_in, config.hidden_size, period_range, r_on, leak, fused)
+              for n_in in config.layer_inputs()]
+    return config.network(layers, [layer.cell for layer in layers])

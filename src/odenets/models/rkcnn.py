@@ -52,7 +52,7 @@ from torch import Tensor, nn
 from torchvision.ops import SqueezeExcitation
 
 from odenets.errors import ConfigError
-from odenets.models import register_model
+from odenets.models.registry import register_model
 
 VARIANTS = ("E", "I", "R")
 PREPROCESSORS = ("cliquenet", "rknet")

@@ -18,8 +18,8 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from odenets.blocks import RKBlock
-from odenets.models import register_model
+from odenets.core.blocks import RKBlock
+from odenets.models.registry import register_model
 from odenets.models.rkcnn import PeriodNet, channel_list, norm2d
 
 

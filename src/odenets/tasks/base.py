@@ -8,7 +8,7 @@ Lightning about a millisecond each. They are kept in checkpoints, so a run resum
 the epoch's tallies. Which way is better for each logged metric comes from the metric itself
 (torchmetrics' `higher_is_better`; losses and means: lower), so `result.json` picks the best epoch
 without rules by name. Image batches take the net's memory format: channels_last when
-`odenets.training.build` converted the net for `channels_last=true`.
+`odenets.run.training.build` converted the net for `channels_last=true`.
 """
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ import torch
 from torch import Tensor, nn
 from torchmetrics import MeanMetric, Metric
 
-from odenets.blocks import RKBlock
-from odenets.order_conditions import order_of
+from odenets.core.blocks import RKBlock
+from odenets.core.order_conditions import order_of
 
 
 class Task(L.LightningModule):

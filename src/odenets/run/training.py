@@ -1,0 +1,163 @@
+"""Everything a run is built from a config: data module, model, task, and the Trainer with its loggers,
+checkpoints (`odenets.run.checkpoints`) and per-epoch history."""
+
+from __future__ import annotations
+
+import logging
+import random
+import socket
+import time
+import warnings
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import torch
+from hydra.utils import instantiate
+from lightning.fabric.plugins.environments import SLURMEnvironment
+from lightning.pytorch.callbacks import ModelCheckpoint
+from omegaconf import DictConfig
+
+from odenets.config import fingerprint
+from odenets.data import build_datamodule
+from odenets.data.base import TensorDataModule
+from odenets.models import build_model
+from odenets.run.checkpoints import BEST, CHECKPOINTS, AtomicCheckpointIO, LastCheckpoint
+from odenets.run.validation import validate
+from odenets.seeding import derive_seed
+from odenets.tasks import TASKS
+from odenets.tasks.base import Task
+
+log = logging.getLogger("odenets")
+
+def quiet_lightning(info: bool = True) -> None:
+    """Silence Lightning's advertising and deprecation chatter, which says nothing about the run (and, with
+    `info=False`, its GPU/TPU availability lines too)."""
+    chatter = logging.getLogger("lightning.pytorch.utilities.rank_zero")
+    chatter.addFilter(lambda r: "litlogger" not in r.getMessage())
+    if not info:
+        chatter.setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
+    warnings.filterwarnings("ignore", message=r"The number of training batches .* is smaller than the logging interval")
+    warnings.filterwarnings("ignore", message=r"The `srun` command is available on your system but is not used")
+    warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")  # ours: resumed
+
+
+quiet_lightning()
+
+
+class RandomState(L.Callback):
+    """Keeps the random number generators' states in checkpoints, so a resumed run continues their
+    streams (dropout, and anything else drawn from the global generators) exactly where they were.
+    Data order and augmentation need no state: they are functions of (seed, epoch, batch)."""
+
+    def state_dict(self) -> dict:
+        state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+        if torch.cuda.is_available() and torch.cuda.is_initialized():
+            state["cuda"] = torch.cuda.get_rng_state_all()
+        return state
+
+    def load_state_dict(self, state: dict) -> None:
+        torch.set_rng_state(state["torch"])
+        np.random.set_state(state["numpy"])
+        random.setstate(state["python"])
+        if "cuda" in state and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["cuda"])
+
+
+class History(L.Callback):
+    """Metrics after every evaluation (once per epoch, or every `trainer.val_check_interval` steps), with
+    the epoch (fractional between epoch ends), optimiser step, learning rate and cumulative training time;
+    saved in checkpoints so resumes keep it."""
+
+    def __init__(self) -> None:
+        self.epochs: list[dict] = []
+        self.train_seconds = 0.0
+        self._epoch_start: float | None = None
+
+    def on_train_epoch_start(self, trainer, pl_module) -> None:
+        self._epoch_start = time.perf_counter()
+
+    def on_validation_start(self, trainer, pl_module) -> None:
+        self._pause()
+
+    def on_validation_end(self, trainer, pl_module) -> None:
+        if trainer.sanity_checking or trainer.state.fn != "fit":
+            return
+        batches = trainer.num_training_batches
+        done = trainer.fit_loop.epoch_loop.batch_progress.current.completed
+        epoch = trainer.current_epoch + (min(done, batches) / batches if batches and done < batches else 1)
+        entry = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
+        entry.update({"epoch": round(epoch, 4) if epoch % 1 else int(epoch), "step": trainer.global_step,
+                      "time/train_s": round(self.train_seconds, 3),
+                      "lr": trainer.optimizers[0].param_groups[0]["lr"] if trainer.optimizers else None})
+        self.epochs.append(entry)
+        self._epoch_start = time.perf_counter()
+
+    def _pause(self) -> None:
+        if self._epoch_start is not None:
+            self.train_seconds += time.perf_counter() - self._epoch_start
+            self._epoch_start = None
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        self._pause()
+
+    def state_dict(self) -> dict:
+        return {"epochs": self.epochs, "train_seconds": self.train_seconds}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.epochs, self.train_seconds = state["epochs"], state["train_seconds"]
+
+
+def build(cfg: DictConfig, run_dir: Path, user_overrides: list[str] = (), multirun: bool = False
+          ) -> tuple[TensorDataModule, Task, L.Trainer, History]:
+    """Validate `cfg` (and the keys the user set), seed, and build what `python train.py` runs: data module,
+    model, task, Trainer. Nothing is loaded or trained yet; the benchmark builds its runs the same way."""
+    validate(cfg, user_overrides, multirun=multirun)
+    L.seed_everything(derive_seed(cfg.seed, "init") % 2**32, workers=True, verbose=False)
+    datamodule = build_datamodule(cfg.dataset, seed=cfg.seed)
+    net = build_model(cfg.model, cfg.budget.width_scale)
+    if cfg.channels_last:
+        net = net.to(memory_format=torch.channels_last)
+    if cfg.compile:
+        net.compile()  # in place: state_dict keys (and so checkpoints) stay those of the plain model
+    task = TASKS[datamodule.task](net, optimizer=instantiate(cfg.optimizer),
+                                  scheduler=instantiate(cfg.scheduler) if cfg.get("scheduler") else None,
+                                  **datamodule.task_kwargs())
+    trainer, history = build_trainer(cfg, run_dir, task, stamp={"fingerprint": fingerprint(cfg),
+                                                                "overrides": list(user_overrides)})
+    return datamodule, task, trainer, history
+
+
+def build_trainer(cfg: DictConfig, run_dir: Path, task: Task, stamp: dict) -> tuple[L.Trainer, History]:
+    history = History()
+    ckpt_dir = Path(run_dir) / CHECKPOINTS
+    callbacks = [
+        history,
+        RandomState(),
+        ModelCheckpoint(dirpath=ckpt_dir, filename=Path(BEST).stem, monitor=task.monitor, mode=task.mode,
+                        save_top_k=1, auto_insert_metric_name=False, enable_version_counter=False),
+        LastCheckpoint(ckpt_dir, stamp, every_n_steps=cfg.checkpoint_every_n_steps),
+    ]
+    plugins = [AtomicCheckpointIO()]
+    if SLURMEnvironment.detect():  # pre-emption and requeue are ours (odenets.run.preemption), not Lightning's
+        plugins.append(SLURMEnvironment(auto_requeue=False))
+    loggers = [instantiate(_reachable(name, c)) for name, c in (cfg.logger or {}).items()]
+    trainer = instantiate(cfg.trainer, default_root_dir=str(run_dir), callbacks=callbacks, logger=loggers or False,
+                          plugins=plugins)
+    return trainer, history
+
+
+def _reachable(name: str, logger_cfg: DictConfig) -> DictConfig:
+    """A W&B logger asked to sync live falls back to offline, with one warning, when its server cannot be
+    reached within a few seconds (rather than hanging in wandb's retries)."""
+    if name != "wandb" or logger_cfg.get("offline", True):
+        return logger_cfg
+    try:
+        socket.create_connection(("api.wandb.ai", 443), timeout=5).close()
+        return logger_cfg
+    except OSError as e:
+        log.warning("wandb: api.wandb.ai unreachable (%s); logging offline instead (`wandb sync` later)", e)
+        logger_cfg = logger_cfg.copy()
+        logger_cfg.offline = True
+        return logger_cfg

@@ -1,0 +1,244 @@
+"""Fast paths compute what the plain paths compute (issue 6), and the benchmark's measurements measure.
+
+Batch-wise augmentation vs torchvision's per-image transforms (same distribution, same values),
+checkpointing, channels_last and torch.compile vs plain (same outputs and gradients, BatchNorm
+statistics updated once), a fixed-seed run with the fast paths vs without, and the measurement
+functions of `odenets.perf.bench`. No timings are asserted.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+
+import pytest
+import torch
+import torch.nn.functional as F
+from scipy.stats import chi2_contingency
+from torchvision.transforms import functional as TF
+
+from odenets.config import compose
+from odenets.data import augment, build_datamodule
+from odenets.models import create_model
+from odenets.perf import bench
+from odenets.perf.memory import LiveTensorPeak
+from odenets.tasks.classification import ClassificationTask
+
+SIZE, PAD = 32, 4
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny models on a shared machine: a second intra-op thread only waits for the first."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def cifar_module(*overrides: str):
+    return build_datamodule(compose(["dataset=cifar10", *overrides]).dataset)
+
+
+def tiny(scheme: str = "rk8", depth: int = 30, seed: int = 0, **kwargs) -> torch.nn.Module:
+    torch.manual_seed(seed)
+    return create_model("horesnet", scheme=scheme, depth=depth, width=4, in_channels=3, num_classes=10, **kwargs)
+
+
+def outputs_and_grads(net: torch.nn.Module, x: torch.Tensor, y: torch.Tensor):
+    out = net(x)
+    F.cross_entropy(out, y).backward()
+    return out.detach(), [p.grad.clone() for p in net.parameters()]
+
+
+def assert_same(a, b, atol: float = 1e-5) -> None:
+    (out_a, grads_a), (out_b, grads_b) = a, b
+    assert torch.allclose(out_a, out_b, atol=atol)
+    assert all(torch.allclose(g, h, atol=atol) for g, h in zip(grads_a, grads_b, strict=True))
+
+
+# -- augmentation: the tensor pipeline vs torchvision's DataLoader transforms ---------------------
+def position_image() -> torch.Tensor:
+    """A uint8 image whose pixels name their position: channel 0 the row, channel 1 the column (never 0)."""
+    rows = torch.arange(SIZE).view(-1, 1).expand(SIZE, SIZE)
+    return torch.stack([1 + 7 * rows, 1 + 7 * rows.T, torch.full_like(rows, 255)]).to(torch.uint8)
+
+
+def crop_and_flip(images: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
+    """(crop row, crop column, flipped) of normalised outputs of `position_image`, read at the centre."""
+    raw = torch.round((images * std.view(1, 3, 1, 1) + mean.view(1, 3, 1, 1)) * 255)
+    c = SIZE // 2
+    row, col = (raw[:, 0, c, c] - 1) / 7, (raw[:, 1, c, c] - 1) / 7
+    flipped = raw[:, 1, c, c + 1] < raw[:, 1, c, c]
+    dx = col + PAD - torch.where(flipped, c - 1, c)  # a flip mirrors the crop: the centre shows column c - 1
+    return torch.stack([row + PAD - c, dx, flipped]).T.long()
+
+
+def test_crop_offsets_and_flips_match_torchvision_and_so_do_the_values():
+    n, image = 3000, position_image()
+    ours_module, theirs_module = cifar_module(), cifar_module("dataset.pipeline=torchvision")
+    torch.manual_seed(0)
+    ours = ours_module.transform(image.repeat(n, 1, 1, 1), train=True)
+    pil, pipeline = TF.to_pil_image(image), theirs_module.pil_transform(train=True)
+    theirs = torch.stack([pipeline(pil) for _ in range(n)])
+    ours_params, theirs_params = (crop_and_flip(t, ours_module.mean, ours_module.std) for t in (ours, theirs))
+    assert ours_params[:, :2].min() == 0 and ours_params[:, :2].max() == 2 * PAD
+
+    cells = lambda p: torch.bincount(p[:, 0] * 18 + p[:, 1] * 2 + p[:, 2], minlength=162)
+    table = torch.stack([cells(ours_params), cells(theirs_params)])
+    assert chi2_contingency(table.numpy()).pvalue > 1e-3  # one distribution over 9 x 9 offsets x flip
+
+    normalize = theirs_module.pil_transform(train=False)  # ToTensor + Normalize
+    for i in range(0, n, 100):  # the same crop and flip through torchvision's functional ops
+        dy, dx, flipped = ours_params[i].tolist()
+        crop = TF.crop(TF.pad(pil, PAD), dy, dx, SIZE, SIZE)
+        assert torch.allclose(ours[i], normalize(TF.hflip(crop) if flipped else crop), atol=1e-5)
+
+
+def test_autoaugment_draws_per_group_and_matches_torchvision_per_image():
+    from torchvision import transforms
+
+    torch.manual_seed(0)
+    image = torch.randint(0, 256, (3, SIZE, SIZE), dtype=torch.uint8)
+    grouped = augment.autoaugment(image.repeat(400, 1, 1, 1), group=4).view(100, 4, -1)
+    assert all(torch.equal(g[0], g[k]) for g in grouped for k in range(1, 4))  # one draw per group
+    assert len({tuple(g[0].tolist()) for g in grouped}) > 20  # ... and a new one for the next group
+
+    n = 600
+    ours = augment.autoaugment(image.repeat(n, 1, 1, 1), group=1)
+    policy = transforms.AutoAugment(transforms.AutoAugmentPolicy.CIFAR10)
+    theirs = torch.stack([policy(image) for _ in range(n)])
+    unchanged = lambda out: (out == image).flatten(1).all(1).float().mean().item()
+    assert abs(unchanged(ours) - unchanged(theirs)) < 0.06  # per image: as often left as it is
+
+
+# -- the model's fast paths ---------------------------------------------------------------------
+@pytest.mark.parametrize("scheme,depth", [("rk8", 30), ("rk4", 18), ("rk8_adaptive", 30)])
+def test_checkpointing_computes_the_same_and_updates_batchnorm_once(scheme, depth):
+    scheme_cfg = {"name": "rk8", "learn_h": True} if scheme == "rk8_adaptive" else scheme
+    plain, ckpt = tiny(scheme_cfg, depth), tiny(scheme_cfg, depth, checkpoint=True)
+    x, y = torch.randn(4, 3, 8, 8), torch.tensor([0, 1, 2, 3])
+    assert_same(outputs_and_grads(plain, x, y), outputs_and_grads(ckpt, x, y))
+    for net in (plain, ckpt):  # a few more steps; the statistics must agree exactly
+        optimizer = torch.optim.SGD(net.parameters(), lr=0.1)
+        for _ in range(2):
+            optimizer.zero_grad()
+            F.cross_entropy(net(x), y).backward()
+            optimizer.step()
+    for key, value in plain.state_dict().items():
+        assert torch.equal(value, ckpt.state_dict()[key]), key
+    assert plain.state_dict()["blocks.0.F.0.1.num_batches_tracked"] == 3
+
+
+def test_checkpointing_keeps_only_stage_inputs_for_backward():
+    x, y = torch.randn(4, 3, 8, 8), torch.tensor([0, 1, 2, 3])
+    saved = {}
+    for name, net in ("plain", tiny()), ("checkpoint", tiny(checkpoint=True)):
+        with bench.SavedTensors(exclude=[*net.parameters(), *net.buffers()]) as counter:
+            F.cross_entropy(net(x), y)
+        saved[name] = counter.bytes
+    assert saved["checkpoint"] < 0.35 * saved["plain"]
+
+
+def test_channels_last_batches_compute_the_same():
+    x, y = torch.randn(4, 3, 8, 8), torch.tensor([0, 1, 2, 3])
+    plain = ClassificationTask(tiny("rk4", 10), num_classes=10)
+    fast = ClassificationTask(tiny("rk4", 10).to(memory_format=torch.channels_last), num_classes=10)
+    seen = []
+    fast.net.register_forward_pre_hook(lambda m, args: seen.append(args[0]))
+    assert fast.channels_last and not plain.channels_last
+    assert_same(outputs_and_grads(plain, x, y), outputs_and_grads(fast, x, y))
+    assert seen[0].is_contiguous(memory_format=torch.channels_last) and not seen[0].is_contiguous()
+
+
+def test_compiled_model_computes_the_same():
+    plain = tiny("midpoint", 6)
+    compiled = copy.deepcopy(plain)
+    compiled.compile()  # in place, as train.py does
+    x, y = torch.randn(2, 3, 8, 8), torch.tensor([1, 2])
+    start = time.perf_counter()
+    fast = outputs_and_grads(compiled, x, y)
+    print(f"compile and first step: {time.perf_counter() - start:.1f} s")
+    assert_same(outputs_and_grads(plain, x, y), fast)
+
+
+def test_a_fixed_seed_run_has_the_same_losses_with_the_fast_paths(run_inprocess):
+    common = ["scheme=rk4", "depth=10", "epochs=2"]
+    plain, _ = run_inprocess(common, name="plain")
+    fast, _ = run_inprocess([*common, "checkpoint=true", "channels_last=true"], name="fast")
+    for a, b in zip(plain["history"], fast["history"], strict=True):
+        for key in ("train/loss", "test/loss", "train/acc", "test/acc"):
+            assert a[key] == pytest.approx(b[key], abs=1e-5), key
+
+
+# -- the benchmark's measurements ----------------------------------------------------------------
+def test_saved_tensors_count_each_storage_once():
+    x = torch.randn(1000, requires_grad=True)
+    with bench.SavedTensors() as saved:
+        x.sin().sum() + x.cos().sum() + x[:10].sin().sum() + x[:10].exp().sum()  # x thrice, once as a view
+    assert saved.bytes == 1000 * 4 + 10 * 4  # x, and exp's output
+
+
+def test_saved_tensors_leave_out_what_exists_anyway():
+    net = torch.nn.Linear(100, 100, bias=False)
+    x = torch.randn(8, 100, requires_grad=True)
+    with bench.SavedTensors(exclude=[*net.parameters(), x]) as saved:
+        net(x).relu().sum()
+    assert saved.bytes == 8 * 100 * 4  # relu's output; the weight and x are saved too
+
+
+def test_live_tensor_peak_tracks_frees():
+    with LiveTensorPeak() as tracker:
+        a = torch.empty(1000)
+        b = torch.empty(1000)
+        del a
+        c = torch.empty(500)
+    assert tracker.peak == 8000 and b.numel() + c.numel() == 1500
+
+
+def test_memory_of_a_model_relative_to_itself_is_one():
+    s = bench.Settings(width=4, image=8, batch=2, rounds=1, overhead_steps=1, input_images=8, input_batches=1,
+                       matmul=8)
+    step = bench.train_step(bench.bench_config(["scheme=rk4", "depth=10"], s, "cpu"), s, "cpu")
+    first, again = bench.step_memory(step, "cpu"), bench.step_memory(step, "cpu")
+    assert first == again and all(first[k] / again[k] == 1 for k in first)
+    assert first["saved"] <= first["forward_peak"] <= first["peak"]
+
+
+def test_adjoint_section_compares_equal_tolerances_and_saves_less():
+    s = bench.Settings(width=4, image=8, batch=2, rounds=1, overhead_steps=1, input_images=8, input_batches=1,
+                       matmul=8, warmup=0)
+    rows = bench.bench_adjoint(s)["rows"]
+    assert [(r["method"], r["mode"]) for r in rows] == [(m, g) for m in bench.ADJOINT_METHODS
+                                                        for g in ("backprop", "adjoint")]
+    for backprop, adjoint in zip(rows[::2], rows[1::2], strict=True):
+        assert backprop["tol"] == adjoint["tol"] and backprop["memory_ratio"] == 1.0
+        assert adjoint["saved_mib"] < backprop["saved_mib"]  # the adjoint keeps no solver steps for backward
+    assert "| dopri5 " in bench.format_markdown({"meta": {"torch": "", "device": "cpu", "device_name": "", "threads": 1,
+                                                          "clock": "wall", "rounds": 1, "quick": True},
+                                                 "adjoint": {"rows": rows}})
+
+
+def test_interleave_rotates_and_ratios_are_medians_of_per_round_ratios():
+    calls = []
+    t = bench.interleave({"a": lambda: calls.append("a"), "b": lambda: calls.append("b")}, rounds=3, warmup=0)
+    assert calls == ["a", "b", "b", "a", "a", "b"] and all(len(v) == 3 for v in t.seconds.values())
+    t = bench.Timings({"a": [1.0, 2.0, 10.0], "b": [2.0, 2.0, 2.0]})
+    assert t.ratio("a", "b") == 1.0 and t.median("a") == 2.0
+
+
+def test_linear_fit():
+    slope, intercept, r2 = bench.linear_fit([10, 20, 30], [1.5, 2.5, 3.5])
+    assert (slope, intercept, r2) == pytest.approx((0.1, 0.5, 1.0))
+
+
+def test_tiny_benchmark_has_the_stable_keys():
+    s = bench.Settings(width=4, image=8, batch=2, rounds=1, overhead_steps=2, input_images=256, input_batches=1,
+                       matmul=16, warmup=0, depths=(30,), scaling_depths=(10, 18), input_batch=32)
+    results = bench.run(["overhead", "schemes", "utilisation"], s)
+    assert {"ratio", "lightning_step_s", "plain_step_s", "env", "target", "ok"} <= set(results["overhead"])
+    rows = {row["scheme"]: row for row in results["schemes"]["rows"]}
+    assert "skipped" in rows["rk4"] and rows["euler"]["memory_ratio"] == 1.0
+    assert {"time_ratio", "memory_ratio", "saved_mib", "peak_mib"} <= set(rows["rk8+checkpoint"])
+    assert results["utilisation"]["step_flops"] > 0 and {"device", "torch", "threads"} <= set(results["meta"])
+    assert "| overhead" in bench.format_markdown(results)

@@ -1,0 +1,176 @@
+"""Tables from stored results: values, missing cells with their command, seeds, budgets; the
+reproduce plan; launchers."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hydra import initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from hydra.types import RunMode
+from omegaconf import OmegaConf
+
+from helpers import REPO, cli, results_under
+from odenets.config import CONF_DIR, compose_row
+from odenets.provenance import imported_modules
+from odenets.reporting.published import load_table
+from odenets.reporting.report import readme_results
+from odenets.reporting.reproduce import BUDGETS, Sweep, pack, plan, trained_rows
+from odenets.reporting.tables import (
+    MISSING,
+    RunIndex,
+    render,
+    results_summary,
+    to_frame,
+    to_latex,
+    to_markdown,
+    write_all,
+)
+from odenets.results import REPRODUCED, load_runs
+
+
+def current_code() -> dict[str, str]:
+    """Module digests of today's code, as a run made now would record them."""
+    import odenets.models  # noqa: F401  (the modules a training run imports)
+    import odenets.run.training  # noqa: F401
+
+    return imported_modules()
+
+
+def fake_run(runs: Path, overrides: list[str], seed: int, acc: float, budget: str = "paper",
+             status: str = "completed", history: list[dict] | None = None) -> None:
+    cfg = compose_row([*overrides, f"budget={budget}", f"seed={seed}"])
+    run_dir = runs / f"run-{len(list(runs.glob('*')))}"
+    run_dir.mkdir(parents=True)
+    record = {"config": OmegaConf.to_container(cfg, resolve=True), "status": status, "epochs": 2,
+              "metrics": {"final": {"test/acc": acc - 0.01}, "best": {"test/acc": acc}},
+              "history": history or [{"epoch": 1, "time/train_s": 10.0, "train/acc": 0.5, "test/acc": acc}],
+              "code": {"commit": "0123456789abcdef", "dirty": False, "modules": current_code()},
+              "fingerprint": f"{overrides}{budget}{seed}{status}"}
+    (run_dir / "result.json").write_text(json.dumps(record))
+
+
+@pytest.fixture
+def table4_runs(tmp_path):
+    rows = load_table("horesnet_table4")["rows"]
+    euler, midpoint, rk4 = rows[0]["overrides"], rows[1]["overrides"], rows[2]["overrides"]
+    curve = lambda t: [{"epoch": 1, "time/train_s": t, "train/acc": 0.7}, {"epoch": 2, "time/train_s": 2 * t,
+                                                                            "train/acc": 0.9}]
+    fake_run(tmp_path, euler, 0, 0.9271, history=curve(40.0))
+    fake_run(tmp_path, midpoint, 0, 0.9400, history=curve(20.0))
+    fake_run(tmp_path, midpoint, 1, 0.9420, history=curve(20.0))  # a second seed
+    fake_run(tmp_path, rk4, 0, 0.9700, budget="smoke")  # another budget: never mixed into paper cells
+    fake_run(tmp_path, rk4, 1, 0.1000, status="diverged")
+    return tmp_path
+
+
+def test_cells_values_missing_cells_seeds_and_budgets(table4_runs):
+    t = render("horesnet_table4", "paper", RunIndex(table4_runs))
+    rows = {row: cells for row, cells, _ in t.rows}
+    euler, midpoint, rk4 = rows["Euler"], rows["Midpoint"], rows["RK-4"]
+    assert euler["accuracy"].ours == pytest.approx(92.71) and euler["accuracy"].diff == pytest.approx(0.0)
+    assert midpoint["accuracy"].ours == pytest.approx(94.20)  # best of two seeds
+    assert "mean 94.10 ± 0.14 (sample std, n=2)" in midpoint["accuracy"].source
+    assert "commit 0123456" in midpoint["accuracy"].source
+    assert "paper" in midpoint["accuracy"].source
+    # RK-4: only a smoke run and a diverged one: the paper-budget cell is missing and says how to fill it
+    assert rk4["accuracy"].ours is None and rk4["accuracy"].command.endswith("scheme=rk4 depth=58 budget=paper")
+    assert "1 diverged" in rk4["accuracy"].source
+    # time to 0.80 train accuracy: Euler 50 s, midpoint 25 s (linear within the epoch) -> 2x
+    assert midpoint["speedup_080"].ours == pytest.approx(2.0) and euler["speedup_080"].ours == pytest.approx(1.0)
+    assert rows["Ada RK-8"]["extra_params"].ours == 2
+    smoke = {row: cells for row, cells, _ in render("horesnet_table4", "smoke", RunIndex(table4_runs)).rows}
+    assert smoke["RK-4"]["accuracy"].ours == pytest.approx(97.0) and smoke["Euler"]["accuracy"].ours is None
+
+
+def test_outputs_markdown_csv_latex(table4_runs, tmp_path):
+    t = render("horesnet_table4", "paper", RunIndex(table4_runs))
+    md = to_markdown(t)
+    assert re.search(r"\| Euler\s+\| 1\.00\s+\| 1\.00\s+\| \+0\.00\s+\|", md) and "budget: paper" in md
+    assert f"{MISSING} [1]" in md and "1. `python train.py experiment=horesnet/cifar10 scheme=rk4" in md
+    frame = to_frame(t)
+    assert {"ours", "paper", "diff", "source", "command", "budget"} <= set(frame.columns)
+    assert "\\begin{table}" in to_latex(t)
+
+
+def test_write_all_and_report(table4_runs, tmp_path):
+    out = tmp_path / "tables"
+    write_all(out, "paper", (table4_runs,), tmp_path / "no-bench.json", ("horesnet_table4", "horesnet_table2"),
+              log=lambda _: None)
+    assert {p.name for p in out.iterdir()} >= {"horesnet_table4.md", "horesnet_table4.csv", "horesnet_table4.tex",
+                                               "horesnet_table2.md", "tables.csv"}
+    assert "make bench" in (out / "horesnet_table2.md").read_text()
+
+
+def test_pack_rows_into_sweeps():
+    rows = [("experiment=x", "scheme=euler", "depth=10"), ("experiment=x", "scheme=rk4", "depth=10"),
+            ("experiment=x", "scheme=euler", "depth=18"), ("experiment=x", "scheme=rk4", "depth=18"),
+            ("experiment=x", "scheme=rk4", "depth=26"), ("model.channels=[1,2]", "model=a"),
+            ("model.channels=[3,4]", "model=a")]
+    sweeps = pack([(r, None) for r in rows])
+    assert Sweep(("experiment=x", "scheme=euler"), "depth", ("10", "18")) in sweeps
+    assert Sweep(("experiment=x", "scheme=rk4"), "depth", ("10", "18", "26")) in sweeps
+    assert sum(s.key is None for s in sweeps) == 2  # list values are never swept with commas
+    grouped = pack([(("model.layers=2", "model=a"), None), (("model.layers=2", "model=b"), None)])
+    assert [s.key for s in grouped] == [None, None]  # a group is never swept beside keys inside it
+    assert Sweep(("a=1",), "b", ("2", "3")).overrides("smoke", [0, 1], "joblib") == \
+        ["a=1", "b=2,3", "budget=smoke", "seed=0,1", "hydra/launcher=joblib"]
+
+
+def test_plan_covers_every_trained_row_once():
+    rows = [r for r, _ in trained_rows(BUDGETS["paper"][0])]
+    assert len(rows) == len(set(rows))
+    assert ("experiment=horesnet/cifar10", "scheme=rk8_adaptive", "depth=58") in rows
+    assert not any("model.method=dopri5" in " ".join(r) for r in rows)  # the IRK row is not trainable (paper)
+    commands = plan("smoke", [0], "basic")
+    assert ["experiment=horesnet/lr_robustness", "budget=smoke"] in commands
+    assert all("budget=smoke" in c for c in commands)
+
+
+@pytest.mark.parametrize("budget", sorted(BUDGETS))
+def test_every_planned_multirun_composes(budget):
+    """Hydra composes a multirun's base config before expanding its sweeps: each command must compose."""
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        loader = GlobalHydra.instance().config_loader()
+        for command in plan(budget, [0, 1], "basic"):
+            try:
+                loader.load_configuration("config", command, run_mode=RunMode.MULTIRUN)
+            except Exception as error:
+                raise AssertionError(f"{command}: {error}") from error
+
+
+def test_submitit_local_launcher_runs_a_two_job_sweep(tmp_path):
+    out = cli("-m", "hydra/launcher=submitit_local", "scheme=euler,midpoint", "depth=6", tmp_path=tmp_path)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert sorted(r["config"]["scheme"]["name"] for r in results_under(tmp_path).values()) == ["euler", "midpoint"]
+
+
+def test_readme_results_are_the_committed_records():
+    """The README's results block is what the committed cpu records render to, and every row the cpu
+    budget trains has a committed result."""
+    index = RunIndex(REPRODUCED / "cpu", allow_stale=True)
+    names = BUDGETS["cpu"][0]
+    assert readme_results((REPO / "README.md").read_text()) == results_summary(names, "cpu", index).strip("\n")
+    missing = [" ".join(r) for r, _ in trained_rows(names, "cpu") if not index.runs_for({"overrides": r}, "cpu")]
+    assert not missing, f"no committed cpu result for: {missing}"
+
+
+def test_committed_records_are_read_from_a_relative_path_too(monkeypatch):
+    monkeypatch.chdir(REPO)
+    relative = load_runs(REPRODUCED.relative_to(REPO) / "cpu")
+    assert relative and len(relative) == len(load_runs(REPRODUCED / "cpu"))
+
+
+def test_readme_without_a_results_block_is_one_line_and_exit_2(tmp_path):
+    readme = tmp_path / "README.md"
+    readme.write_text("# no results here\n")
+    out = subprocess.run([sys.executable, "scripts/tables.py", "--budget", "cpu", "--no-memory", "--tables",
+                          "heunnet_table1", "--out", str(tmp_path / "t"), "--report", str(tmp_path / "r.md"),
+                          "--readme", str(readme)], cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 2 and out.stderr.count("\n") == 1 and "no results block" in out.stderr, out.stderr
+    assert readme.read_text() == "# no results here\n"
