@@ -11,7 +11,7 @@ TABLES ?=
 
 LANDSCAPE_ARGS ?= --dataset cifar10
 
-.PHONY: install train test test-fast test-slurm lint clean reproduce-tables tables figures landscapes bench results verify-results eval
+.PHONY: install train test test-fast test-slurm test-browser report lint clean reproduce-tables tables figures landscapes bench results verify-results eval gpu-check
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -52,6 +52,14 @@ verify-results: $(STAMP)  ## rerun committed cpu runs; fails if a number drifted
 tables: $(STAMP)  ## render the tables and the report page from stored results only
 	$(PY) scripts/tables.py --budget $(BUDGET)
 
+report: $(STAMP)  ## figures, then tables and the report page: outputs/report/index.html (BUDGET=cpu for the committed runs)
+	$(PY) scripts/figures.py
+	$(PY) scripts/tables.py --budget $(BUDGET)
+
+test-browser: $(STAMP)  ## the HTML report in headless Chromium (installs Debian's chromium if it is missing)
+	command -v chromium >/dev/null || DEBIAN_FRONTEND=noninteractive apt-get install -y chromium
+	$(PY) -m pytest tests/reporting/test_report_browser.py $(ARGS)
+
 figures: $(STAMP)  ## every paper figure that has inputs (PNG + PDF in outputs/figures); never trains
 	$(PY) scripts/figures.py
 
@@ -60,6 +68,9 @@ landscapes: $(STAMP)  ## inputs of HO-ResNet Figs. 4 and 8 (untrained nets); LAN
 
 bench: $(STAMP)  ## performance benchmark -> outputs/bench/bench.json and a table; `make bench ARGS="--quick"`
 	$(PY) scripts/bench.py $(ARGS)
+
+gpu-check: $(STAMP)  ## CUDA: GPU tests, quick bench, bf16 HO-ResNet + HeunNet -> outputs/gpu_check/summary.json
+	$(PY) scripts/gpu_check.py
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests scripts train.py

@@ -5,7 +5,9 @@ src/odenets/reporting/reproduced/<budget>/.
 
 Each record is the run's result.json (overrides, seed, config, metrics, per-epoch history, provenance:
 commit, date, machine, wall time) with, for the sine task, its last free run inline (HeunNet Fig. 8);
-checkpoints and logs stay behind. Stale runs (code changed since they ran) are not collected.
+checkpoints and logs stay behind. Stale runs (code changed since they ran) are not collected, nor runs made
+from a tree with uncommitted changes under src/ or conf/ (a reader could not check that code out) unless
+--allow-dirty.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import argparse
 import json
 import sys
 
-from odenets.provenance import stale_modules
+from odenets.provenance import dirty_code, stale_modules
 from odenets.reporting.figures.curves import latest_generated
 from odenets.results import REPRODUCED, get, load_runs
 
@@ -31,19 +33,25 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--budget", default="cpu")
     parser.add_argument("--runs", default="outputs/runs")
+    parser.add_argument("--allow-dirty", action="store_true",
+                        help="also collect runs made with uncommitted changes under src/ or conf/")
     args = parser.parse_args(argv)
     out = REPRODUCED / args.budget
     out.mkdir(parents=True, exist_ok=True)
-    kept = stale = 0
+    kept = stale = dirty = 0
     for run in load_runs(args.runs):
         if get(run, "config.budget.name") != args.budget or run.get("status") not in ("completed", "diverged"):
             continue
         if stale_modules(run):
             stale += 1
             continue
+        if dirty_code(run) and not args.allow_dirty:
+            dirty += 1
+            continue
         (out / f"{run['run_name']}.json").write_text(json.dumps(compact(run), separators=(",", ":")) + "\n")
         kept += 1
-    skipped = f"; {stale} stale run(s) skipped" if stale else ""
+    skipped = (f"; {stale} stale run(s) skipped" if stale else "") + (
+        f"; {dirty} run(s) of uncommitted code under src/ or conf/ skipped (--allow-dirty keeps them)" if dirty else "")
     print(f"{kept} run(s) of budget {args.budget} written to {out}{skipped}")
     return 0
 

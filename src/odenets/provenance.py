@@ -47,13 +47,28 @@ def _git(*args: str) -> str | None:
 
 
 def code_version() -> dict:
-    """The commit, dirty flag and a digest of the uncommitted difference (tracked files)."""
+    """The commit, dirty flag, the tracked files that differ from the commit (`dirty_paths`) and a digest of the
+    difference."""
     commit = _git("rev-parse", "HEAD")
     if commit is None:
-        return {"commit": None, "dirty": None, "diff_sha256": None}
+        return {"commit": None, "dirty": None, "dirty_paths": None, "diff_sha256": None}
     diff = _git("diff", "HEAD") or ""
-    return {"commit": commit.strip(), "dirty": bool(diff),
+    paths = (_git("diff", "--name-only", "HEAD") or "").split()
+    return {"commit": commit.strip(), "dirty": bool(diff), "dirty_paths": paths,
             "diff_sha256": hashlib.sha256(diff.encode()).hexdigest() if diff else None}
+
+
+COMPUTING_PATHS = ("src/", "conf/", "train.py")  # what a run's numbers can depend on
+
+
+def dirty_code(record: dict) -> list[str]:
+    """The uncommitted changes a record's numbers could depend on: its tree's dirty paths under src/ or conf/
+    (all of them, unknown, for a dirty record made before paths were recorded); [] when clean."""
+    code = record.get("code") or {}
+    if not code.get("dirty"):
+        return []
+    paths = code.get("dirty_paths")
+    return ["(dirty paths not recorded)"] if paths is None else [p for p in paths if p.startswith(COMPUTING_PATHS)]
 
 
 def _without_docstrings(tree: ast.AST) -> ast.AST:

@@ -16,12 +16,15 @@ import math
 from collections.abc import Sequence
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from omegaconf import OmegaConf
 
 from odenets.config import defining_config
 from odenets.fileio import atomic_open
+
+if TYPE_CHECKING:
+    import pandas
 
 RESULT_FILE = "result.json"
 EVAL_FILE = "eval.json"  # evaluations of a finished run (odenets.evaluate), beside its result.json
@@ -82,6 +85,33 @@ def load_runs(*roots: str | Path) -> list[dict]:
     return list(runs.values())
 
 
+def frame(*roots: str | Path) -> pandas.DataFrame:
+    """One pandas row per run under `roots` (default: outputs/runs and the committed records): run name and
+    directory, status, dataset, model, scheme, budget, seed, the overrides as typed (one `override.<key>` column
+    each), final and best metrics (`final.test/acc`, `best.test/acc`, ...), epochs, wall time, commit, whether the
+    tree was dirty, and whether the run is stale (code it depends on changed since)."""
+    import pandas
+
+    from odenets.provenance import stale_modules
+
+    rows = []
+    for run in load_runs(*(roots or RUN_ROOTS)):
+        config = run["config"]
+        row = {"run_name": run.get("run_name"), "run_dir": run["run_dir"], "status": run.get("status"),
+               "dataset": get(config, "dataset.name"), "model": get(config, "model.name"),
+               "scheme": get(config, "scheme.name") if get(config, "model.scheme") else None,
+               "budget": get(config, "budget.name"), "seed": config.get("seed"), "epochs": run.get("epochs"),
+               "wall_time_s": run.get("wall_time_s"), "commit": (get(run, "code.commit") or "")[:7] or None,
+               "dirty": get(run, "code.dirty"), "stale": bool(stale_modules(run))}
+        row.update({f"override.{o.split('=', 1)[0]}": o.split("=", 1)[1] for o in run.get("overrides") or []
+                    if "=" in o})
+        for which in ("final", "best"):
+            row.update({f"{which}.{k}": v for k, v in (get(run, f"metrics.{which}") or {}).items()
+                        if isinstance(v, (int, float))})
+        rows.append(row)
+    return pandas.DataFrame(rows)
+
+
 def get(config: dict, dotted: str, default=None):
     """config["a"]["b"] for "a.b", or `default` where a key is missing."""
     node = config
@@ -122,6 +152,10 @@ def best_of(history: list[dict], higher_is_better: dict[str, bool]) -> dict[str,
     return best
 
 
+# HO-ResNet Table 4 / Fig. 13: training accuracy thresholds whose time to reach is compared with Euler's.
+SPEED_THRESHOLDS = {"speedup_080": 0.80, "speedup_085": 0.85}
+
+
 def time_to_accuracy(history: Sequence[dict], threshold: float, key: str = "train/acc") -> float | None:
     """Training seconds (`time/train_s`) until `key` first reaches `threshold`, or None if it never does.
 
@@ -142,10 +176,11 @@ def time_to_accuracy(history: Sequence[dict], threshold: float, key: str = "trai
 
 
 def commits(runs: Sequence[dict], label: bool = True) -> str:
-    """The commits a group of runs ran at, short ("commit 1a2b3c4" or "commits 1a2b3c4, 5d6e7f8"; "+dirty"
-    when the tree had uncommitted changes; without the word "commit(s)" unless `label`)."""
-    names = sorted({(get(r, "code.commit") or "no git")[:7] + ("+dirty" if get(r, "code.dirty") else "")
-                    for r in runs})
+    """The commits a group of runs ran at, short ("commit 1a2b3c4" or "commits 1a2b3c4, 5d6e7f8"; "+dirty" when
+    the tree had uncommitted changes under src/ or conf/; without the word "commit(s)" unless `label`)."""
+    from odenets.provenance import dirty_code
+
+    names = sorted({(get(r, "code.commit") or "no git")[:7] + ("+dirty" if dirty_code(r) else "") for r in runs})
     prefix = ("commit " if len(names) == 1 else "commits ") if label else ""
     return prefix + ", ".join(names)
 

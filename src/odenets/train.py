@@ -37,9 +37,9 @@ register_resolvers()
 
 
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="config")
-def _hydra_main(cfg: DictConfig) -> None:
+def _hydra_main(cfg: DictConfig) -> float | None:
     try:
-        train(cfg)
+        record = train(cfg)
     except Exception as e:
         if HydraConfig.get().mode == RunMode.MULTIRUN:
             # a sweep goes on: the job's result.json says `failed` and why, the summary counts it
@@ -56,6 +56,16 @@ def _hydra_main(cfg: DictConfig) -> None:
             exit_bad_input(e)
         else:
             raise
+    else:  # a search's objective (hparams_search=...): the metric it names, best over epochs
+        return _objective(cfg.get("optimized_metric"), record)
+
+
+def _objective(metric: str | None, record: dict) -> float | None:
+    best = (record.get("metrics") or {}).get("best") or {}
+    if metric and record.get("status") == "completed" and metric not in best:
+        raise ConfigError(f"optimized_metric={metric!r} is not a metric of this run; its metrics: "
+                          f"{', '.join(sorted(best))}")
+    return best.get(metric) if metric else None
 
 
 def main() -> None:
@@ -64,8 +74,8 @@ def main() -> None:
     os.environ["HYDRA_FULL_ERROR"] = "1"  # Hydra re-raises instead of printing; we report below
     logging.raiseExceptions = False  # a full disk fails the run with one line, not a logging traceback per record
     try:
-        if {"-m", "--multirun"} & set(sys.argv[1:]):  # a key no job reads: refused before any job runs
-            validate_sweep([a for a in sys.argv[1:] if "=" in a and not a.startswith("-")])
+        if {"-m", "--multirun"} & set(sys.argv[1:]) or any(a.startswith("hparams_search=") for a in sys.argv[1:]):
+            validate_sweep([a for a in sys.argv[1:] if "=" in a and not a.startswith("-")])  # before any job runs
         _hydra_main()
     except Exception as e:
         if os.environ.get("ODENETS_TRACEBACK") == "1":

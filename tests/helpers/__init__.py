@@ -9,10 +9,9 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
-# The checked reference data and real datasets beside the repository (`../shared`); ODENETS_SHARED
-# points elsewhere. Tests that need them skip, saying so, where none is found.
-SHARED = next((p for p in (Path(os.environ.get("ODENETS_SHARED", REPO.parent / "shared")), Path("/work/shared"))
-               if p.is_dir()), REPO.parent / "shared")
+# The checked reference data and real datasets: `$ODENETS_SHARED`, else `../shared` beside the repository.
+# Tests that need them skip, saying so, where none is found.
+SHARED = Path(os.environ.get("ODENETS_SHARED") or REPO.parent / "shared")
 REFERENCE = SHARED / "reference"
 
 

@@ -44,7 +44,8 @@ def test_table_format(name):
     assert {"paper", "table", "title", "source", "metric", "rows"} <= set(table)
     assert table["paper"] == "rkcnn" and f"rkcnn_table{table['table']}" == name
     for row in table["rows"]:
-        assert {"row", "overrides", "published", "note"} <= set(row) <= {"row", "overrides", "published", "note", "seeds"}
+        assert {"row", "overrides", "published", "note"} <= set(row) <= {"row", "overrides", "published", "note",
+                                                                          "seeds"}
         assert row["overrides"] or row["note"], f"{row['row']}: no overrides and no note saying why"
 
 

@@ -18,20 +18,14 @@ from omegaconf import OmegaConf
 from helpers import REPO, cli, results_under
 from odenets.config import CONF_DIR, compose_row
 from odenets.provenance import imported_modules
+from odenets.reporting.index import RunIndex
 from odenets.reporting.published import load_table
-from odenets.reporting.report import readme_results
+from odenets.reporting.render import MISSING, to_frame, to_latex, to_markdown
+from odenets.reporting.report import readme_results, write_report
 from odenets.reporting.reproduce import BUDGETS, Sweep, pack, plan, trained_rows
-from odenets.reporting.tables import (
-    MISSING,
-    RunIndex,
-    render,
-    results_summary,
-    to_frame,
-    to_latex,
-    to_markdown,
-    write_all,
-)
-from odenets.results import REPRODUCED, load_runs
+from odenets.reporting.summary import results_summary, verdict_summary
+from odenets.reporting.tables import render, write_all
+from odenets.results import REPRODUCED, frame, load_runs
 
 
 def current_code() -> dict[str, str]:
@@ -70,41 +64,80 @@ def table4_runs(tmp_path):
 
 
 def test_cells_values_missing_cells_seeds_and_budgets(table4_runs):
-    t = render("horesnet_table4", "paper", RunIndex(table4_runs))
+    t = render("horesnet_table4", RunIndex(table4_runs, budget="paper"))
     rows = {row: cells for row, cells, _ in t.rows}
     euler, midpoint, rk4 = rows["Euler"], rows["Midpoint"], rows["RK-4"]
     assert euler["accuracy"].ours == pytest.approx(92.71) and euler["accuracy"].diff == pytest.approx(0.0)
     assert midpoint["accuracy"].ours == pytest.approx(94.20)  # best of two seeds
-    assert "mean 94.10 ± 0.14 (sample std, n=2)" in midpoint["accuracy"].source
-    assert "commit 0123456" in midpoint["accuracy"].source
-    assert "paper" in midpoint["accuracy"].source
+    s = midpoint["accuracy"].spread
+    assert (s.n, round(s.mean, 2), round(s.std, 2)) == (2, 94.10, 0.14) and midpoint["accuracy"].source == "runs"
     # RK-4: only a smoke run and a diverged one: the paper-budget cell is missing and says how to fill it
     assert rk4["accuracy"].ours is None and rk4["accuracy"].command.endswith("scheme=rk4 depth=58 budget=paper")
-    assert "1 diverged" in rk4["accuracy"].source
+    assert rk4["accuracy"].left_out == "1 diverged"
     # time to 0.80 train accuracy: Euler 50 s, midpoint 25 s (linear within the epoch) -> 2x
     assert midpoint["speedup_080"].ours == pytest.approx(2.0) and euler["speedup_080"].ours == pytest.approx(1.0)
     assert rows["Ada RK-8"]["extra_params"].ours == 2
-    smoke = {row: cells for row, cells, _ in render("horesnet_table4", "smoke", RunIndex(table4_runs)).rows}
+    smoke = {row: cells for row, cells, _ in render("horesnet_table4", RunIndex(table4_runs, budget="smoke")).rows}
     assert smoke["RK-4"]["accuracy"].ours == pytest.approx(97.0) and smoke["Euler"]["accuracy"].ours is None
 
 
-def test_outputs_markdown_csv_latex(table4_runs, tmp_path):
-    t = render("horesnet_table4", "paper", RunIndex(table4_runs))
+def test_one_rendering_for_markdown_csv_latex_and_html(table4_runs, tmp_path):
+    t = render("horesnet_table4", RunIndex(table4_runs, budget="paper"))
     md = to_markdown(t)
-    assert re.search(r"\| Euler\s+\| 1\.00\s+\| 1\.00\s+\| \+0\.00\s+\|", md) and "budget: paper" in md
-    assert f"{MISSING} [1]" in md and "1. `python train.py experiment=horesnet/cifar10 scheme=rk4" in md
-    frame = to_frame(t)
-    assert {"ours", "paper", "diff", "source", "command", "budget"} <= set(frame.columns)
+    # provenance in columns: n, mean ± std, epochs, budget note, commit
+    assert re.search(r"\| Midpoint\s+\|.*\| 2\s+\| 94\.10 ± 0\.14\s+\| 2\s+\| the recipe as published\s+\| 0123456", md)
+    assert f"{MISSING} [a]" in md and "[a] `python train.py experiment=horesnet/cifar10 scheme=rk4" in md
+    assert "Sources:" not in md
+    frame_ = to_frame(t)
+    assert {"table", "budget", "Row", "n", "mean ± std", "epochs", "commit"} <= set(frame_.columns)
+    assert frame_.loc[frame_["Row"].str.startswith("Midpoint"), "mean ± std"].item() == "94.10 ± 0.14"
     assert "\\begin{table}" in to_latex(t)
+    md_path, page = write_report(tmp_path / "report", [t], tmp_path / "no-figures", "paper")
+    html = page.read_text()
+    assert "<table>" in html and 'title="runs"' in html and "94.10 ± 0.14" in html and md_path.is_file()
 
 
-def test_write_all_and_report(table4_runs, tmp_path):
+def test_write_all(table4_runs, tmp_path):
     out = tmp_path / "tables"
-    write_all(out, "paper", (table4_runs,), tmp_path / "no-bench.json", ("horesnet_table4", "horesnet_table2"),
-              log=lambda _: None)
+    write_all(out, RunIndex(table4_runs, budget="paper"), ("horesnet_table4", "horesnet_table2"),
+              tmp_path / "no-bench.json", log=lambda _: None)
     assert {p.name for p in out.iterdir()} >= {"horesnet_table4.md", "horesnet_table4.csv", "horesnet_table4.tex",
                                                "horesnet_table2.md", "tables.csv"}
     assert "make bench" in (out / "horesnet_table2.md").read_text()
+
+
+def test_claims_are_tested_in_sign_and_size(tmp_path):
+    rows = {r["row"]: r["overrides"] for r in load_table("heunnet_results")["rows"]}
+    for seed, (heun, lstm) in enumerate([(98.6, 98.5), (98.7, 98.6), (98.8, 98.5), (98.65, 98.55)]):
+        fake_run(tmp_path, rows["MNIST, HeunNet"], seed, heun / 100, budget="cpu")
+        fake_run(tmp_path, rows["MNIST, LSTM"], seed, lstm / 100, budget="cpu")
+    fake_run(tmp_path, rows["ECG, HeunNet"], 0, 0.97, budget="cpu")  # one seed: no interval
+    t = render("heunnet_results", RunIndex(tmp_path, budget="cpu"), memory=False)
+    verdicts = {(v.claim["better"], v.claim["worse"]): v for v in t.verdicts}
+    mnist = verdicts[("MNIST, HeunNet", "MNIST, LSTM")]
+    assert mnist.sign == "supported" and mnist.comparison.difference == pytest.approx(0.15)
+    assert mnist.paper_diff == pytest.approx(98.26 - 95.44) and mnist.size == "size not reproduced"
+    assert verdicts[("ECG, HeunNet", "ECG, LSTM")].sign == "no runs yet"
+    assert verdicts[("MNIST, HeunNet", "MNIST, GRU")].sign == "no runs yet"
+    md = to_markdown(t)
+    assert "Claims tested on our seeds" in md and "size not reproduced" in md and "supported" in md
+
+
+def test_an_undecided_claim_says_how_many_seeds_would_decide_it(tmp_path):
+    rows = {r["row"]: r["overrides"] for r in load_table("heunnet_results")["rows"]}
+    for seed, (heun, lstm) in enumerate([(98.6, 98.5), (98.4, 98.6), (98.8, 98.5)]):
+        fake_run(tmp_path, rows["MNIST, HeunNet"], seed, heun / 100, budget="cpu")
+        fake_run(tmp_path, rows["MNIST, LSTM"], seed, lstm / 100, budget="cpu")
+    (v,) = [v for v in render("heunnet_results", RunIndex(tmp_path, budget="cpu"), memory=False).verdicts
+            if v.claim["worse"] == "MNIST, LSTM" and v.claim["better"] == "MNIST, HeunNet"]
+    assert v.sign == "inconclusive" and int(v.decide) > 3 and 0 < v.permutation <= 1
+    assert v.size == "size not reproduced"  # +2.82 lies far outside [-0.5, +0.6]
+
+
+def test_results_frame_has_one_row_per_run(table4_runs):
+    runs = frame(table4_runs)
+    assert len(runs) == 5 and {"status", "seed", "best.test/acc", "final.test/acc", "commit", "stale"} <= set(runs)
+    assert sorted(runs["status"]) == ["completed"] * 4 + ["diverged"]
 
 
 def test_pack_rows_into_sweeps():
@@ -150,13 +183,14 @@ def test_submitit_local_launcher_runs_a_two_job_sweep(tmp_path):
     assert sorted(r["config"]["scheme"]["name"] for r in results_under(tmp_path).values()) == ["euler", "midpoint"]
 
 
-def test_readme_results_are_the_committed_records():
-    """The README's results block is what the committed cpu records render to, and every row the cpu
-    budget trains has a committed result."""
-    index = RunIndex(REPRODUCED / "cpu", allow_stale=True)
+def test_readme_and_results_doc_are_the_committed_records():
+    """The README's verdicts and docs/results.md are what the committed cpu records render to, and every row the
+    cpu budget trains has a committed result."""
+    index = RunIndex(REPRODUCED / "cpu", budget="cpu", allow_stale=True)
     names = BUDGETS["cpu"][0]
-    assert readme_results((REPO / "README.md").read_text()) == results_summary(names, "cpu", index).strip("\n")
-    missing = [" ".join(r) for r, _ in trained_rows(names, "cpu") if not index.runs_for({"overrides": r}, "cpu")]
+    assert readme_results((REPO / "README.md").read_text()) == verdict_summary(names, index).strip("\n")
+    assert results_summary(names, index) in (REPO / "docs" / "results.md").read_text()
+    missing = [" ".join(r) for r, _ in trained_rows(names, "cpu") if not index.runs_for({"overrides": r})]
     assert not missing, f"no committed cpu result for: {missing}"
 
 
@@ -170,7 +204,7 @@ def test_readme_without_a_results_block_is_one_line_and_exit_2(tmp_path):
     readme = tmp_path / "README.md"
     readme.write_text("# no results here\n")
     out = subprocess.run([sys.executable, "scripts/tables.py", "--budget", "cpu", "--no-memory", "--tables",
-                          "heunnet_table1", "--out", str(tmp_path / "t"), "--report", str(tmp_path / "r.md"),
+                          "heunnet_table1", "--out", str(tmp_path / "t"), "--report", str(tmp_path / "r"),
                           "--readme", str(readme)], cwd=REPO, capture_output=True, text=True, timeout=600)
     assert out.returncode == 2 and out.stderr.count("\n") == 1 and "no results block" in out.stderr, out.stderr
     assert readme.read_text() == "# no results here\n"

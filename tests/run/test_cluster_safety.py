@@ -21,6 +21,7 @@ from helpers import cli, results_under
 from odenets.errors import ConfigError, RunInUse
 from odenets.run.checkpoints import LAST, PREVIOUS, STAMP, inspect, resume_point
 from odenets.run.lock import LOCK_FILE, run_lock
+from odenets.run.validation import validate_sweep
 
 # 640 digits in batches of 32: 20 optimiser steps per epoch, deterministic, a few seconds in all
 STEPPED = ["epochs=3", "dataset.subset=640", "dataset.test_subset=64", "dataset.batch_size=32", "model.width=16",
@@ -266,3 +267,9 @@ def test_a_key_no_job_of_a_sweep_reads_is_refused_before_any_job_runs(tmp_path):
                                "(model=heunnet_authors, scheme=heun_ext read it); remove it"
     assert not (tmp_path / "outputs" / "runs").exists()
 
+
+
+def test_a_search_is_checked_for_the_keys_it_sweeps():
+    validate_sweep(["hparams_search=heun_alpha", "alpha=interval(0.2, 0.4)"])  # an interval: its lower end
+    with pytest.raises(ConfigError, match="alpha is set but no job of this sweep reads it"):
+        validate_sweep(["hparams_search=heun_alpha", "model=lstm", "dataset=sine"])  # alpha comes from the search

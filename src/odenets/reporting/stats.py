@@ -6,10 +6,17 @@
   t (unequal variances, Welch-Satterthwaite degrees of freedom). A claim is `supported` when the whole
   interval is above 0, `contradicted` when it is below, `inconclusive` otherwise, and `n < 2` when a
   side has a single seed (no interval: the difference of the two values is still shown).
+* `permutation_p`: the same question without the normal assumption Welch's interval rests on: the two-sided
+  p-value of the difference of the means over every relabelling of the pooled seeds (exact up to 8 + 8
+  seeds: 12,870 splits; a fixed-seed sample of 20,000 beyond). Shown beside the interval as a check on it
+  with few seeds; the verdicts are the interval's.
+* `seeds_to_decide`: seeds per side a two-sided two-sample t-test at 5% needs for 80% power, if the true
+  difference and spread were the ones observed (the standard power calculation, by the noncentral t).
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 import statistics
 from collections.abc import Sequence
@@ -77,6 +84,45 @@ def welch(a: Sequence[float], b: Sequence[float], confidence: float = 0.95) -> C
     df = (va + vb) ** 2 / (va ** 2 / (len(a) - 1) + vb ** 2 / (len(b) - 1))
     half = float(scipy_stats.t.ppf(0.5 + confidence / 2, df)) * se
     return Comparison(diff, diff - half, diff + half, len(a), len(b))
+
+
+def permutation_p(a: Sequence[float], b: Sequence[float], samples: int = 20000) -> float | None:
+    """Two-sided permutation p-value of mean(a) - mean(b); None with fewer than 2 values on a side."""
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    if len(a) < 2 or len(b) < 2:
+        return None
+    pooled, n = np.concatenate([a, b]), len(a)
+    observed = abs(a.mean() - b.mean())
+    if math.comb(len(pooled), n) <= samples:
+        splits = np.array(list(itertools.combinations(range(len(pooled)), n)))
+    else:
+        rng = np.random.default_rng(0)
+        splits = np.array([rng.permutation(len(pooled))[:n] for _ in range(samples)])
+    first = pooled[splits].mean(axis=1)
+    second = (pooled.sum() - first * n) / (len(pooled) - n)
+    return float(np.mean(np.abs(first - second) >= observed - 1e-12))
+
+
+def seeds_to_decide(a: Sequence[float], b: Sequence[float], power: float = 0.8, level: float = 0.05,
+                    most: int = 1000) -> int | None:
+    """Seeds per side for a two-sided two-sample t-test at `level` to detect the observed difference of the
+    means with `power`, at the observed pooled standard deviation; None without two seeds a side or a
+    difference, `most` + 1 beyond `most`."""
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    if len(a) < 2 or len(b) < 2:
+        return None
+    sd = math.sqrt((a.var(ddof=1) * (len(a) - 1) + b.var(ddof=1) * (len(b) - 1)) / (len(a) + len(b) - 2))
+    delta = abs(a.mean() - b.mean())
+    if delta == 0:
+        return None
+    if sd == 0:
+        return 2
+    for n in range(2, most + 1):
+        df, ncp = 2 * n - 2, delta / (sd * math.sqrt(2 / n))
+        critical = scipy_stats.t.ppf(1 - level / 2, df)
+        if scipy_stats.nct.sf(critical, df, ncp) + scipy_stats.nct.cdf(-critical, df, ncp) >= power:
+            return n
+    return most + 1
 
 
 def markdown_grid(rows: Sequence[Sequence], columns: Sequence[str]) -> str:

@@ -209,18 +209,26 @@ def _validate_devices(trainer: DictConfig) -> None:
 
 
 def validate_sweep(overrides: list[str]) -> None:
-    """A multirun's command line: a top-level key it sets that no job of the sweep reads is bad input (each
-    job is composed as `train.py` would compose it). Sweeps the basic sweeper cannot expand are not checked."""
+    """A multirun's command line: a top-level key it sets, or that the chosen Optuna search
+    (`hparams_search=<name>`, conf/hparams_search/) sweeps, that no job of the sweep reads is bad input (each job
+    composed as `train.py` would compose it; an interval counts as its lower end)."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.core.override_parser.types import IntervalSweep
 
-    from odenets.config import compose_row
+    from odenets.config import CONF_DIR, compose_row
 
     overrides = [o for o in overrides if not o.lstrip("+~").startswith("hydra")]  # where and how jobs run
-    parsed = OverridesParser.create().parse_overrides(overrides)
+    for o in overrides:
+        if o.startswith("hparams_search="):
+            search = OmegaConf.load(CONF_DIR / "hparams_search" / f"{o.split('=', 1)[1]}.yaml")
+            params = OmegaConf.select(search, "hydra.sweeper.params", default={}) or {}
+            overrides = [*overrides, *(f"{k}={v}" for k, v in params.items() if k not in _set_keys(overrides))]
     set_keys = [k for k in _set_keys(overrides) if k in OPTIONAL_KEYS]
     if not set_keys:
         return
-    options = [[f"{o.get_key_element()}={v}" for v in o.sweep_string_iterator()] if o.is_sweep_override()
+    parsed = OverridesParser.create().parse_overrides(overrides)
+    options = [[f"{o.get_key_element()}={o.value().start}"] if isinstance(o.value(), IntervalSweep) else
+               [f"{o.get_key_element()}={v}" for v in o.sweep_string_iterator()] if o.is_sweep_override()
                else [o.input_line] for o in parsed]
     read: set[str] = set()
     for job in itertools.product(*options):

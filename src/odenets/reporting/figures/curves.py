@@ -25,14 +25,14 @@ from matplotlib.ticker import MaxNLocator
 from odenets.reporting.figures.runs import by_label, run_label
 from odenets.reporting.published import load_table
 from odenets.reporting.stats import band
-from odenets.results import get, scheme_key, speedup_over_euler, time_to_accuracy
+from odenets.results import SPEED_THRESHOLDS, get, scheme_key, speedup_over_euler, time_to_accuracy
 
 HORESNET_PANELS = (("train accuracy", ("train/acc",)), ("train loss", ("train/loss",)),
                    ("test accuracy", ("test/acc",)), ("test loss", ("test/loss",)))
 HEUNNET_PANELS = (("loss", ("train/loss", "test/loss")), ("accuracy", ("train/acc", "test/acc")))
 SINE_PANELS = (("loss (one-step MSE)", ("train/loss", "test/loss")),)
 LINESTYLES = {"train": "-", "test": "--"}
-THRESHOLDS = (0.80, 0.85)
+THRESHOLDS = tuple(SPEED_THRESHOLDS.values())
 
 
 def mean_std(runs: Sequence[dict], key: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -44,7 +44,12 @@ def mean_std(runs: Sequence[dict], key: str) -> tuple[np.ndarray, np.ndarray, np
 
 
 def legend_label(label: str, runs: Sequence[dict]) -> str:
-    seeds = f", {len(runs)} seeds" if len(runs) > 1 else ""
+    """`label, n seeds`: seeds per point (per depth where the runs span depths: "2-4 seeds" if they differ)."""
+    per_point: dict[object, set] = {}
+    for run in runs:
+        per_point.setdefault(get(run["config"], "model.depth"), set()).add(get(run["config"], "seed"))
+    counts = sorted({len(s) for s in per_point.values()})
+    seeds = "" if counts == [1] else f", {counts[0]}{'-' + str(counts[-1]) if len(counts) > 1 else ''} seeds"
     diverged = sum(run["status"] == "diverged" for run in runs)
     return label + seeds + (f" ({diverged} diverged)" if diverged else "")
 

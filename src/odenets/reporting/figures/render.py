@@ -2,12 +2,14 @@
 
 `render_all` draws each figure family for every group of comparable runs (odenets.reporting.figures.runs), so runs
 of different budgets or settings are never drawn together; each file is named by figure, dataset and
-budget, and each title names the commits the runs ran at. A figure whose inputs are missing is listed
-with the command that produces them (`missing`).
+budget, and each title says the dataset and budget; the commits the runs ran at are in each file's metadata
+and in `provenance.json` beside the figures, which the report shows. A figure whose inputs are missing is
+listed with the command that produces them (`missing`).
 """
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -60,18 +62,22 @@ COMMANDS = {
 
 
 class Renderer:
-    """Writes figures under `out` as `<figure>_<group tag>`, each name unique."""
+    """Writes figures under `out` as `<figure>_<group tag>`, each name unique, with the commits of the runs drawn
+    in the files' metadata and in `provenance` (written to `provenance.json` beside them for the report)."""
 
     def __init__(self, out: Path) -> None:
-        self.out, self.written = out, []
+        self.out, self.written, self.provenance = out, [], {}
 
-    def save(self, fig, name: str) -> None:
+    def save(self, fig, name: str, runs: Sequence[dict] = ()) -> None:
         base = name = re.sub(r"[^A-Za-z0-9_.]+", "-", name).strip("-")
         n = 1
         while any(p.stem == name for p in self.written):  # groups alike in dataset and budget, unlike otherwise
             n += 1
             name = f"{base}_{n}"
-        self.written.append(save(fig, self.out, name)[0])
+        about = commits(runs) if runs else "no runs (computed from the tableaus or stored arrays)"
+        self.written.append(save(fig, self.out, name, about)[0])
+        self.provenance[name] = {"commits": about, "runs": len(runs),
+                                 "seeds": len({get(r, "config.seed") for r in runs})}
 
     def wrote(self, figure: str) -> bool:
         return any(p.stem == figure or p.stem.startswith(f"{figure}_") for p in self.written)
@@ -86,10 +92,10 @@ def trained(runs: Sequence[dict], models: Sequence[str], datasets: Sequence[str]
 
 
 def tag(group: Sequence[dict], sep: str = "_") -> str:
-    """`<dataset><sep><budget>` of a group: `sep="_"` for file names, `", "` for titles (with the commits)."""
+    """`<dataset><sep><budget>` of a group: `sep="_"` for file names, `", "` for titles. The commits the runs ran
+    at go into the figure's metadata and the report (`Renderer.save`), not the title."""
     config = group[0]["config"]
-    text = f"{get(config, 'dataset.name')}{sep}{provenance(config)}"
-    return text if sep == "_" else f"{text}, {commits(group)}"
+    return f"{get(config, 'dataset.name')}{sep}{provenance(config)}"
 
 
 def ode_figures(r: Renderer) -> None:
@@ -118,10 +124,10 @@ def horesnet_curve_figures(r: Renderer, runs: Sequence[dict]) -> None:
             note = f" (no runs yet: {', '.join(absent)})" if absent else ""
             title = f"HO-ResNet-{depth}, {tag(group, ', ')}{note}"
             r.save(plot_curves(group, title=f"{title} (HO-ResNet Fig. {figure[len('horesnet_fig'):]})"),
-                   f"{figure}_{tag(group)}")
+                   f"{figure}_{tag(group)}", group)
             if depth == 58:
                 r.save(plot_time_to_accuracy(group, title=f"Time to train accuracy, {title} (HO-ResNet Fig. 13)"),
-                       f"horesnet_fig13_{tag(group)}")
+                       f"horesnet_fig13_{tag(group)}", group)
 
 
 def lr_robustness_figures(r: Renderer, runs: Sequence[dict]) -> None:
@@ -129,7 +135,7 @@ def lr_robustness_figures(r: Renderer, runs: Sequence[dict]) -> None:
     found = [run for run in runs if "lr_robustness_depths" in run["config"] and run["status"] != "running"]
     for group in group_runs(found, (*SCHEME_VARIED, "optimizer.lr", "depth", "model.depth")).values():
         title = f"HO-ResNet-86 (RK-4: 82), {tag(group, ', ')} (HO-ResNet Fig. 9)"
-        r.save(plot_lr_robustness(group, title=title), f"horesnet_fig9_{tag(group)}")
+        r.save(plot_lr_robustness(group, title=title), f"horesnet_fig9_{tag(group)}", group)
 
 
 def orderings_figures(r: Renderer, runs: Sequence[dict]) -> None:
@@ -137,30 +143,30 @@ def orderings_figures(r: Renderer, runs: Sequence[dict]) -> None:
     found = trained(runs, ("horesnet",), where=lambda config: "orderings_flip" in config)
     for group in group_runs(found, (*SCHEME_VARIED, "depth", "model.depth")).values():
         title = f"HO-ResNet orderings (ours, not the paper's data), {tag(group, ', ')}"
-        r.save(plot_accuracy_vs_depth(group, title=title), f"horesnet_orderings_{tag(group)}")
+        r.save(plot_accuracy_vs_depth(group, title=title), f"horesnet_orderings_{tag(group)}", group)
 
 
 def heunnet_figures(r: Renderer, runs: Sequence[dict]) -> None:
     authors = lambda config: get(config, "trainer.val_check_interval") is not None
     for group in group_runs(trained(runs, RECURRENT, ("mnist",), lambda c: not authors(c)), MODEL_VARIED).values():
         title = f"MNIST, {tag(group, ', ')} (HeunNet Fig. 4)"
-        r.save(plot_curves(group, HEUNNET_PANELS, title=title), f"heunnet_fig4_{tag(group)}")
+        r.save(plot_curves(group, HEUNNET_PANELS, title=title), f"heunnet_fig4_{tag(group)}", group)
     for group in group_runs(trained(runs, RECURRENT, ("mnist",), authors), MODEL_VARIED).values():
         title = f"MNIST, the authors' recipe (test every 500 steps), {tag(group, ', ')}"
-        r.save(plot_curves(group, HEUNNET_PANELS, title=title), f"heunnet_authors_{tag(group)}")
+        r.save(plot_curves(group, HEUNNET_PANELS, title=title), f"heunnet_authors_{tag(group)}", group)
 
     for group in group_runs(trained(runs, RECURRENT, ("mitbih", "mitbih_csv")), ()).values():
         label = run_label(group[0]["config"])
         title = f"ECG, {label}, {tag(group, ', ')} (HeunNet Figs. 5-6)"
         figure = ECG.get(label, f"heunnet_ecg_{label}")
-        r.save(plot_curves(group, HEUNNET_PANELS, title=title), f"{figure}_{tag(group)}")
+        r.save(plot_curves(group, HEUNNET_PANELS, title=title), f"{figure}_{tag(group)}", group)
 
     for group in group_runs(trained(runs, RECURRENT, ("sine",)), MODEL_VARIED).values():
         title = f"Sine wave, {tag(group, ', ')}"
         r.save(plot_curves(group, SINE_PANELS, ncols=1, title=f"{title} (HeunNet Fig. 7)"),
-               f"heunnet_fig7_{tag(group)}")
+               f"heunnet_fig7_{tag(group)}", group)
         if any(latest_generated(run) is not None for run in group):
-            r.save(plot_generated_waves(group, title=f"{title} (HeunNet Fig. 8)"), f"heunnet_fig8_{tag(group)}")
+            r.save(plot_generated_waves(group, title=f"{title} (HeunNet Fig. 8)"), f"heunnet_fig8_{tag(group)}", group)
 
 
 def integration_figures(r: Renderer, runs: Sequence[dict]) -> None:
@@ -168,7 +174,7 @@ def integration_figures(r: Renderer, runs: Sequence[dict]) -> None:
     found = [run for run in runs if evaluations(run)]
     for group in group_runs(found, MODEL_VARIED).values():
         title = f"{tag(group, ', ')}: trained weights, other integrations (ours, not the papers')"
-        r.save(plot_step_sweep(group, title=title), f"ode_integration_{tag(group)}")
+        r.save(plot_step_sweep(group, title=title), f"ode_integration_{tag(group)}", group)
 
 
 def render_all(out: Path, runs: Sequence[dict], landscapes: Sequence[dict]) -> tuple[list[Path], dict[str, str]]:
@@ -181,4 +187,5 @@ def render_all(out: Path, runs: Sequence[dict], landscapes: Sequence[dict]) -> t
     orderings_figures(r, runs)
     heunnet_figures(r, runs)
     integration_figures(r, runs)
+    (Path(out) / "provenance.json").write_text(json.dumps(r.provenance, indent=1, sort_keys=True) + "\n")
     return r.written, {figure: command for figure, command in COMMANDS.items() if not r.wrote(figure)}
