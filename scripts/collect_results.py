@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 from odenets.provenance import dirty_code, stale_modules
 from odenets.reporting.figures.curves import latest_generated
@@ -33,10 +34,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--budget", default="cpu")
     parser.add_argument("--runs", default="outputs/runs")
+    parser.add_argument("--out", help="where to write the records (default: src/odenets/reporting/reproduced/<budget>)")
     parser.add_argument("--allow-dirty", action="store_true",
                         help="also collect runs made with uncommitted changes under src/ or conf/")
     args = parser.parse_args(argv)
-    out = REPRODUCED / args.budget
+    out = Path(args.out) if args.out else REPRODUCED / args.budget
     out.mkdir(parents=True, exist_ok=True)
     kept = stale = dirty = 0
     for run in load_runs(args.runs):

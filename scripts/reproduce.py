@@ -28,14 +28,15 @@ def main() -> None:
                                                      "rows that name their own seeds for the budget keep them")
     parser.add_argument("--tables", default=None, help="comma-separated tables to reproduce (default: the budget's)")
     parser.add_argument("--dry-run", action="store_true", help="print the multiruns without running them")
-    parser.add_argument("--no-figure-sweeps", action="store_true", help="only the tables' runs")
+    parser.add_argument("--figure-sweeps", action=argparse.BooleanOptionalAction, default=None,
+                        help="also run the budget's figure sweeps (default: only when no --tables is given)")
     parser.add_argument("overrides", nargs="*", help="passed to every train.py run, e.g. paths.data_dir=/data "
                                                       "trainer.enable_progress_bar=false")
     args = parser.parse_args()
     tables = args.tables.split(",") if args.tables else None
     try:
         commands = plan(args.budget, [int(s) for s in args.seeds.split(",")], args.launcher, tables,
-                        figures=not args.no_figure_sweeps and tables is None)
+                        figures=tables is None if args.figure_sweeps is None else args.figure_sweeps)
     except (ConfigError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)

@@ -4,7 +4,7 @@
     python scripts/verify_results.py --fastest --datasets sine   # the quickest needing no data (CI)
     python scripts/verify_results.py --count 10 --tolerance 0.005
 
-Each chosen record of src/odenets/reporting/reproduced/<budget>/ is rerun with its own overrides and seed (and its
+Each chosen record (of the current code: stale ones are not expected to reproduce) of src/odenets/reporting/reproduced/<budget>/ is rerun with its own overrides and seed (and its
 number of CPU threads) into a temporary folder; its final value of every metric the tables use (test
 accuracy, free-run accuracy) must lie within --tolerance (absolute, on the 0-1 scale: 0.01 is one
 percentage point) of the committed one.
@@ -20,6 +20,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from odenets.provenance import stale_modules
 from odenets.results import REPRODUCED, get, load_runs, read_result
 
 CHECKED = ("test/acc", "test/gen_acc")  # the metrics tables report
@@ -58,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     wanted = set(args.datasets.split(",")) if args.datasets else None
     records = sorted((r for r in load_runs(REPRODUCED / args.budget) if r.get("status") == "completed"
-                      and (wanted is None or get(r, "config.dataset.name") in wanted)),
+                      and not stale_modules(r) and (wanted is None or get(r, "config.dataset.name") in wanted)),
                      key=lambda r: r.get("wall_time_s", float("inf")))
     chosen = records[:1 if args.fastest else args.count]
     if not chosen:

@@ -17,7 +17,7 @@ from omegaconf import OmegaConf
 
 from helpers import REPO, cli, results_under
 from odenets.config import CONF_DIR, compose_row
-from odenets.provenance import imported_modules
+from odenets.provenance import dirty_code, imported_modules
 from odenets.reporting.index import RunIndex
 from odenets.reporting.published import load_table
 from odenets.reporting.render import MISSING, to_frame, to_latex, to_markdown
@@ -119,8 +119,37 @@ def test_claims_are_tested_in_sign_and_size(tmp_path):
     assert mnist.paper_diff == pytest.approx(98.26 - 95.44) and mnist.size == "size not reproduced"
     assert verdicts[("ECG, HeunNet", "ECG, LSTM")].sign == "no runs yet"
     assert verdicts[("MNIST, HeunNet", "MNIST, GRU")].sign == "no runs yet"
+    assert verdicts[("MNIST, HeunNet", "MNIST, GRU")].size == "no runs yet"
     md = to_markdown(t)
     assert "Claims tested on our seeds" in md and "size not reproduced" in md and "supported" in md
+
+
+def _make_stale(runs: Path, name: str) -> None:
+    path = runs / name / "result.json"
+    record = json.loads(path.read_text())
+    module = next(iter(record["code"]["modules"]))
+    record["code"]["modules"][module] = "0" * 64  # the code it ran has changed since
+    path.write_text(json.dumps(record))
+
+
+def test_stale_runs_stand_in_only_where_no_current_run_covers_the_row(tmp_path):
+    rows = {r["row"]: r["overrides"] for r in load_table("heunnet_results")["rows"]}
+    fake_run(tmp_path, rows["MNIST, HeunNet"], 0, 0.90, budget="cpu")  # run-0: stale, beside a current seed
+    fake_run(tmp_path, rows["MNIST, HeunNet"], 1, 0.98, budget="cpu")
+    fake_run(tmp_path, rows["MNIST, LSTM"], 0, 0.97, budget="cpu")  # run-2: stale, alone
+    fake_run(tmp_path, rows["MNIST, LSTM"], 1, 0.96, budget="cpu")  # run-3: stale, alone
+    for name in ("run-0", "run-2", "run-3"):
+        _make_stale(tmp_path, name)
+    heun, lstm = {"overrides": rows["MNIST, HeunNet"]}, {"overrides": rows["MNIST, LSTM"]}
+    strict, shown = RunIndex(tmp_path, budget="cpu"), RunIndex(tmp_path, budget="cpu", allow_stale=True)
+    assert [r["config"]["seed"] for r in strict.runs_for(heun)] == [1] and not strict.runs_for(lstm)
+    assert len(strict.stale_for(heun)) == 1 and len(strict.stale_for(lstm)) == 2
+    assert [r["config"]["seed"] for r in shown.runs_for(heun)] == [1] and len(shown.runs_for(lstm)) == 2
+    assert len(shown.stale_for(heun)) == 1 and not shown.stale_for(lstm) and shown.stale_left_out() == 1
+    (v,) = [v for v in render("heunnet_results", shown, memory=False).verdicts
+            if (v.claim["better"], v.claim["worse"]) == ("MNIST, HeunNet", "MNIST, LSTM")]
+    assert v.stale == (False, True)
+    assert "96.50 ± 0.71 (n=2, STALE)" in to_markdown(render("heunnet_results", shown, memory=False))
 
 
 def test_an_undecided_claim_says_how_many_seeds_would_decide_it(tmp_path):
@@ -185,13 +214,42 @@ def test_submitit_local_launcher_runs_a_two_job_sweep(tmp_path):
 
 def test_readme_and_results_doc_are_the_committed_records():
     """The README's verdicts and docs/results.md are what the committed cpu records render to, and every row the
-    cpu budget trains has a committed result."""
+    cpu budget trains without a current result is named in docs/results.md as still to run."""
     index = RunIndex(REPRODUCED / "cpu", budget="cpu", allow_stale=True)
     names = BUDGETS["cpu"][0]
     assert readme_results((REPO / "README.md").read_text()) == verdict_summary(names, index).strip("\n")
     assert results_summary(names, index) in (REPO / "docs" / "results.md").read_text()
-    missing = [" ".join(r) for r, _ in trained_rows(names, "cpu") if not index.runs_for({"overrides": r})]
-    assert not missing, f"no committed cpu result for: {missing}"
+    current = {" ".join(r) for r, _ in trained_rows(names, "cpu")
+               if any(not run["stale_modules"] for run in index.runs_for({"overrides": r}))}
+    listed = set(re.findall(r"^- `(.+)`$", (REPO / "docs" / "results.md").read_text(), re.M))
+    untrained = {" ".join(r) for r, _ in trained_rows(names, "cpu")} - current
+    assert untrained <= listed, f"rows without a current result, not listed as still to run: {untrained - listed}"
+
+
+def test_no_committed_record_ran_uncommitted_code():
+    """A reader can check out the code of every committed record (issue 21: no cell shows `+dirty`)."""
+    assert not [r["run_name"] for r in load_runs(REPRODUCED) if dirty_code(r)]
+
+
+def test_collecting_refuses_runs_of_uncommitted_code_unless_told(tmp_path):
+    fake_run(tmp_path / "runs", ["experiment=heunnet/sine", "model=lstm"], 0, 0.9, budget="cpu")
+    fake_run(tmp_path / "runs", ["experiment=heunnet/sine", "model=lstm"], 1, 0.9, budget="cpu")
+    dirty = tmp_path / "runs" / "run-1" / "result.json"
+    record = json.loads(dirty.read_text())
+    record["code"].update(dirty=True, dirty_paths=["src/odenets/core/blocks.py", "README.md"])
+    dirty.write_text(json.dumps(record | {"run_name": "dirty"}))
+    clean = tmp_path / "runs" / "run-0" / "result.json"
+    clean.write_text(json.dumps(json.loads(clean.read_text()) | {"run_name": "clean"}))
+
+    def collect(out: str, *extra: str) -> tuple[str, list[str]]:
+        done = subprocess.run([sys.executable, "scripts/collect_results.py", "--runs", str(tmp_path / "runs"),
+                               "--out", str(tmp_path / out), *extra], cwd=REPO, capture_output=True, text=True,
+                              check=True)
+        return done.stdout, sorted(p.name for p in (tmp_path / out).iterdir())
+
+    said, written = collect("refused")
+    assert "1 run(s) of uncommitted code under src/ or conf/ skipped" in said and written == ["clean.json"]
+    assert collect("allowed", "--allow-dirty")[1] == ["clean.json", "dirty.json"]
 
 
 def test_committed_records_are_read_from_a_relative_path_too(monkeypatch):

@@ -1,7 +1,7 @@
 """The runs one budget's tables read, found once: completed and diverged run records keyed by the experiment
 they ran (the defining config without the seed), one per fingerprint, the newest. A run whose code changed
-since it ran (`odenets.provenance.stale_modules`) is left out and counted, unless `allow_stale` keeps it
-(its cells are then marked)."""
+since it ran (`odenets.provenance.stale_modules`) is left out and counted, unless `allow_stale` keeps it for an
+experiment no current run covers (its cells are then marked): stale and current seeds are never pooled."""
 
 from __future__ import annotations
 
@@ -27,7 +27,10 @@ class RunIndex:
                 continue
             key = comparison_key(run["config"], ())
             run["stale_modules"] = stale_modules(run)
-            (self.stale if run["stale_modules"] and not allow_stale else self.by_key)[key].append(run)
+            (self.stale if run["stale_modules"] else self.by_key)[key].append(run)
+        if allow_stale:
+            for key, runs in self.stale.items():
+                self.by_key.setdefault(key, runs)
 
     def _key(self, row: dict) -> str:
         cfg = compose_row([*row["overrides"], f"budget={self.budget}"])
@@ -37,7 +40,15 @@ class RunIndex:
         return self.by_key.get(self._key(row), [])
 
     def stale_for(self, row: dict) -> list[dict]:
-        return self.stale.get(self._key(row), [])
+        """The row's stale runs left out (none when they are the row's runs)."""
+        return self._left_out(self._key(row))
+
+    def _left_out(self, key: str) -> list[dict]:
+        runs = self.stale.get(key, [])
+        return [] if self.by_key.get(key) is runs else runs
+
+    def stale_left_out(self) -> int:
+        return sum(len(self._left_out(key)) for key in self.stale)
 
     def runs(self) -> list[dict]:
         """Every run the index holds (stale ones only when allowed)."""

@@ -27,7 +27,8 @@ VERDICT_LEGEND = ("sign: supported / contradicted when the 95% Welch interval of
                   "the claim's direction) lies above / below 0, else inconclusive; size: whether the paper's own "
                   "difference lies inside that interval; seeds to decide: per side, for 80% power (two-sided 5%) at "
                   "the observed difference and spread; p (perm.): a permutation test of the same difference, a check "
-                  "with few seeds")
+                  "with few seeds; STALE: runs of code that has changed since (their rerun is pending), shown only where "
+                  "no run of the current code covers the row")
 
 
 @dataclass
@@ -162,13 +163,14 @@ def verdict_grid(verdicts: Sequence[Verdict]) -> Grid:
     for v in verdicts:
         pb, pw = v.paper
         paper = MISSING if pb is None or pw is None else f"{pb:.2f} / {pw:.2f} ({v.paper_diff:+.2f})"
-        side = lambda s: MISSING if s is None else (f"{s.mean:.2f} ± {s.std:.2f} (n={s.n})" if s.n > 1
-                                                     else f"{s.mean:.2f} (n=1)")
+        side = lambda s, stale: MISSING if s is None else (
+            (f"{s.mean:.2f} ± {s.std:.2f}" if s.n > 1 else f"{s.mean:.2f}") + f" (n={s.n}{', STALE' if stale else ''})")
         c = v.comparison
         interval = MISSING if c is None else (f"{c.difference:+.2f}" + ("" if c.low is None else
                                                                          f" [{c.low:+.2f}, {c.high:+.2f}]"))
         rows.append([Shown(v.text, f"{v.claim['better']} above {v.claim['worse']}"), Shown(paper),
-                     Shown(side(v.ours[0]), v.claim["better"]), Shown(side(v.ours[1]), v.claim["worse"]),
+                     Shown(side(v.ours[0], v.stale[0]), v.claim["better"]),
+                     Shown(side(v.ours[1], v.stale[1]), v.claim["worse"]),
                      Shown(interval, "difference of our means in the claim's direction, 95% Welch interval"),
                      Shown(MISSING if v.permutation is None else f"{v.permutation:.3f}"), Shown(v.sign),
                      Shown(v.size), Shown(v.decide, "seeds per side for 80% power at the observed difference "

@@ -11,6 +11,7 @@ from collections.abc import Iterable, Sequence
 from odenets.reporting.cells import RESULTS
 from odenets.reporting.index import RunIndex
 from odenets.reporting.published import load_table
+from odenets.reporting.reproduce import trained_rows
 from odenets.reporting.render import VERDICT_LEGEND, RenderedTable, footer, grid, verdict_grid
 from odenets.reporting.stats import markdown_grid
 from odenets.reporting.tables import render
@@ -53,9 +54,31 @@ def _time_line(index: RunIndex) -> str:
             f"{_hours(every):.2f} h of training wall time.")
 
 
+def coverage(names: Sequence[str], index: RunIndex) -> dict[str, list[str]]:
+    """The rows the budget trains, by what the records hold for them: `complete` (every planned seed, current
+    code), `partial` (some), `stale` (only runs of code changed since, shown marked STALE) and `missing`."""
+    groups: dict[str, list[str]] = {"complete": [], "partial": [], "stale": [], "missing": []}
+    for overrides, seeds in trained_rows(names, index.budget):
+        runs = [r for r in index.runs_for({"overrides": overrides}) if r["status"] == "completed"]
+        group = ("missing" if not runs else "stale" if runs[0].get("stale_modules")
+                 else "complete" if len(runs) >= len(seeds or (0,)) else "partial")
+        groups[group].append(" ".join(overrides))
+    return groups
+
+
+def _coverage_line(names: Sequence[str], index: RunIndex, listed: bool) -> str:
+    groups = coverage(names, index)
+    line = (f"Of the {sum(map(len, groups.values()))} rows budget {index.budget} trains, {len(groups['complete'])} "
+            f"have every planned seed run on the current code, {len(groups['partial'])} some of them, "
+            f"{len(groups['stale'])} only runs of older code (marked STALE) and {len(groups['missing'])} none yet.")
+    todo = groups["partial"] + groups["stale"] + groups["missing"]
+    return line + ("".join(f"\n- `{r}`" for r in todo) if listed and todo else "")
+
+
 def verdict_summary(names: Sequence[str], index: RunIndex) -> str:
-    """The verdict tables and the training time: the README's block."""
-    return "\n".join([*verdict_section(rendered_tables(names, index)), _time_line(index)])
+    """The verdict tables, how complete the records are and the training time: the README's block."""
+    return "\n".join([*verdict_section(rendered_tables(names, index)), _coverage_line(names, index, False), "",
+                      _time_line(index)])
 
 
 def results_summary(names: Sequence[str], index: RunIndex) -> str:
@@ -71,5 +94,5 @@ def results_summary(names: Sequence[str], index: RunIndex) -> str:
                   *footer(g), "",
                   f"{len(runs)} runs, {_hours(runs.values()):.2f} h of training wall time "
                   f"({threads or '?'} torch thread(s) each).", ""]
-    parts.append(_time_line(index))
+    parts += [_coverage_line(names, index, True), "", _time_line(index)]
     return "\n".join(parts)

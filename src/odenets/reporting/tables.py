@@ -41,10 +41,11 @@ def write_all(out_dir: str | Path, index: RunIndex, names: Sequence[str], bench_
         raise ConfigError(f"unknown table {unknown[0]!r}; available: {', '.join(table_names())}")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    stale = sum(len(v) for v in index.stale.values())
+    stale = index.stale_left_out()
     if stale:
-        log(f"warning: {stale} run(s) ran code that has changed since (a module they imported differs); their cells "
-            f"are left out (--allow-stale shows them, marked STALE; force=true reruns them)")
+        log(f"warning: {stale} run(s) ran code that has changed since (a module they imported differs); they are "
+            f"left out (--allow-stale shows them, marked STALE, where no current run covers their row; force=true "
+            f"reruns them)")
     bench = json.loads(Path(bench_path).read_text()) if bench_path and Path(bench_path).is_file() else None
     rendered, frames = [], []
     for name in names:

@@ -32,6 +32,7 @@ class Verdict:
     permutation: float | None
     seeds_needed: int | None
     paper_data: str | None = None  # the paper's numbers were measured on other data
+    stale: tuple[bool, bool] = (False, False)  # a side's runs ran code that has changed since
 
     @property
     def text(self) -> str:
@@ -55,7 +56,9 @@ class Verdict:
             return "no paper numbers"
         if self.paper_data:
             return f"other data ({self.paper_data})"
-        if c is None or c.low is None:
+        if c is None:
+            return "no runs yet"
+        if c.low is None:
             return "n < 2"
         return "size consistent" if c.low <= paper <= c.high else "size not reproduced"
 
@@ -80,8 +83,8 @@ def verdicts(table: dict, index: RunIndex) -> list[Verdict]:
     out = []
     for claim in table.get("claims", ()):
         better, worse = rows[claim["better"]], rows[claim["worse"]]
-        a, _ = row_values(better, index, metric)
-        b, _ = row_values(worse, index, metric)
+        a, runs_a = row_values(better, index, metric)
+        b, runs_b = row_values(worse, index, metric)
         paper = tuple(claim["paper"]) if claim.get("paper") else (_paper_value(better, metric),
                                                                    _paper_value(worse, metric))
         forward, backward = (a, b) if metric != "error" else (b, a)  # the claim's direction: positive = as claimed
@@ -91,5 +94,6 @@ def verdicts(table: dict, index: RunIndex) -> list[Verdict]:
             welch(forward, backward) if a and b else None,
             permutation_p(forward, backward) if a and b else None,
             seeds_to_decide(forward, backward) if a and b else None,
-            table.get("paper_data") if claim.get("paper") else None))
+            table.get("paper_data") if claim.get("paper") else None,
+            tuple(any(r.get("stale_modules") for r in runs) for runs in (runs_a, runs_b))))
     return out
