@@ -5,7 +5,8 @@ src/odenets/reporting/reproduced/<budget>/.
 
 Each record is the run's result.json (overrides, seed, config, metrics, per-epoch history, provenance:
 commit, date, machine, wall time) with, for the sine task, its last free run inline (HeunNet Fig. 8);
-checkpoints and logs stay behind. Stale runs (code changed since they ran) are not collected, nor runs made
+checkpoints and logs stay behind. Committed records that a current run of the same experiment supersedes (stale:
+their code has changed since; `odenets.reporting.index` never pools the two) are removed. Stale runs (code changed since they ran) are not collected, nor runs made
 from a tree with uncommitted changes under src/ or conf/ (a reader could not check that code out) unless
 --allow-dirty.
 """
@@ -14,12 +15,13 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections import defaultdict
 import sys
 from pathlib import Path
 
 from odenets.provenance import dirty_code, stale_modules
 from odenets.reporting.figures.curves import latest_generated
-from odenets.results import REPRODUCED, get, load_runs
+from odenets.results import REPRODUCED, comparison_key, get, load_runs
 
 
 def compact(run: dict) -> dict:
@@ -28,6 +30,23 @@ def compact(run: dict) -> dict:
     if wave is not None:
         record["generated"] = {k: v.tolist() if hasattr(v, "tolist") else v for k, v in wave.items()}
     return record
+
+
+def prune_superseded(out: Path, budget: str) -> int:
+    """Remove the stale records under `out` whose experiment (`comparison_key`) has a current record; how many."""
+    current, stale = set(), defaultdict(list)
+    for path in out.glob("*.json"):
+        record = json.loads(path.read_text())
+        if get(record, "config.budget.name") == budget and record.get("status") in ("completed", "diverged"):
+            key = comparison_key(record["config"], ())
+            if stale_modules(record):
+                stale[key].append(path)
+            else:
+                current.add(key)
+    superseded = [path for key in current for path in stale.get(key, ())]
+    for path in superseded:
+        path.unlink()
+    return len(superseded)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -52,7 +71,9 @@ def main(argv: list[str] | None = None) -> int:
             continue
         (out / f"{run['run_name']}.json").write_text(json.dumps(compact(run), separators=(",", ":")) + "\n")
         kept += 1
-    skipped = (f"; {stale} stale run(s) skipped" if stale else "") + (
+    pruned = prune_superseded(out, args.budget)
+    skipped = (f"; {pruned} superseded stale record(s) removed" if pruned else "") + (
+        f"; {stale} stale run(s) skipped" if stale else "") + (
         f"; {dirty} run(s) of uncommitted code under src/ or conf/ skipped (--allow-dirty keeps them)" if dirty else "")
     print(f"{kept} run(s) of budget {args.budget} written to {out}{skipped}")
     return 0

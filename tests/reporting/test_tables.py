@@ -252,6 +252,23 @@ def test_collecting_refuses_runs_of_uncommitted_code_unless_told(tmp_path):
     assert collect("allowed", "--allow-dirty")[1] == ["clean.json", "dirty.json"]
 
 
+def test_collecting_removes_the_stale_records_current_ones_supersede(tmp_path):
+    for seed in (0, 1):
+        fake_run(tmp_path / "old", ["experiment=heunnet/sine", "model=lstm"], seed, 0.9, budget="cpu")
+    fake_run(tmp_path / "old", ["experiment=heunnet/sine", "model=gru"], 0, 0.9, budget="cpu")
+    committed = tmp_path / "reproduced" / "cpu"
+    committed.mkdir(parents=True)
+    for run in ("run-0", "run-1", "run-2"):
+        _make_stale(tmp_path / "old", run)
+        (committed / f"{run}.json").write_text((tmp_path / "old" / run / "result.json").read_text())
+    fake_run(tmp_path / "new", ["experiment=heunnet/sine", "model=lstm"], 0, 0.95, budget="cpu")
+    new = tmp_path / "new" / "run-0" / "result.json"
+    new.write_text(json.dumps(json.loads(new.read_text()) | {"run_name": "current", "finished": "2026"}))
+    subprocess.run([sys.executable, "scripts/collect_results.py", "--runs", str(tmp_path / "new"), "--out",
+                    str(committed)], cwd=REPO, check=True, capture_output=True)
+    assert sorted(p.name for p in committed.iterdir()) == ["current.json", "run-2.json"]  # gru: nothing newer
+
+
 def test_committed_records_are_read_from_a_relative_path_too(monkeypatch):
     monkeypatch.chdir(REPO)
     relative = load_runs(REPRODUCED.relative_to(REPO) / "cpu")
