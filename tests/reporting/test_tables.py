@@ -163,6 +163,17 @@ def test_an_undecided_claim_says_how_many_seeds_would_decide_it(tmp_path):
     assert v.size == "size not reproduced"  # +2.82 lies far outside [-0.5, +0.6]
 
 
+def test_the_readme_notebook_example_runs_on_the_committed_records(monkeypatch):
+    monkeypatch.chdir(REPO)
+    (code,) = [b for b in re.findall(r"```python\n(.*?)```", (REPO / "README.md").read_text(), re.S)
+               if "import frame" in b]
+    lines = code.strip().splitlines()
+    namespace: dict = {}
+    exec("\n".join(lines[:-1]), namespace)
+    table = eval(lines[-1], namespace)
+    assert len(table) >= 3 and (table["count"] >= 1).all() and table["mean"].between(0, 1).all()
+
+
 def test_results_frame_has_one_row_per_run(table4_runs):
     runs = frame(table4_runs)
     assert len(runs) == 5 and {"status", "seed", "best.test/acc", "final.test/acc", "commit", "stale"} <= set(runs)
