@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 from hydra import initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
@@ -20,9 +21,10 @@ from odenets.config import CONF_DIR, compose_row
 from odenets.provenance import dirty_code, imported_modules
 from odenets.reporting.index import RunIndex
 from odenets.reporting.published import load_table
-from odenets.reporting.render import MISSING, to_frame, to_latex, to_markdown
+from odenets.reporting.render import MISSING, p_value, to_frame, to_latex, to_markdown
 from odenets.reporting.report import readme_results, write_report
 from odenets.reporting.reproduce import BUDGETS, Sweep, pack, plan, trained_rows
+from odenets.reporting.stats import permutation_p
 from odenets.reporting.summary import results_summary, verdict_summary
 from odenets.reporting.tables import render, write_all
 from odenets.results import REPRODUCED, frame, load_runs
@@ -161,6 +163,13 @@ def test_an_undecided_claim_says_how_many_seeds_would_decide_it(tmp_path):
             if v.claim["worse"] == "MNIST, LSTM" and v.claim["better"] == "MNIST, HeunNet"]
     assert v.sign == "inconclusive" and int(v.decide) > 3 and 0 < v.permutation <= 1
     assert v.size == "size not reproduced"  # +2.82 lies far outside [-0.5, +0.6]
+
+
+def test_a_permutation_p_that_rounds_to_zero_is_printed_as_a_bound():
+    separated = permutation_p([97.1, 97.2, 97.0, 97.15], [97.4, 97.5, 97.45, 97.35]) or 0
+    assert separated == 2 / 70 and p_value(separated) == "0.029"  # the smallest 4 + 4 seeds allow
+    eight = permutation_p(np.arange(8.0), np.arange(8.0) + 10)
+    assert eight == 2 / 12870 and p_value(eight) == "< 0.001" and p_value(None) == MISSING
 
 
 def test_the_readme_notebook_example_runs_on_the_committed_records(monkeypatch):

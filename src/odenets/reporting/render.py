@@ -172,10 +172,15 @@ def verdict_grid(verdicts: Sequence[Verdict]) -> Grid:
                      Shown(side(v.ours[0], v.stale[0]), v.claim["better"]),
                      Shown(side(v.ours[1], v.stale[1]), v.claim["worse"]),
                      Shown(interval, "difference of our means in the claim's direction, 95% Welch interval"),
-                     Shown(MISSING if v.permutation is None else f"{v.permutation:.3f}"), Shown(v.sign),
+                     Shown(p_value(v.permutation)), Shown(v.sign),
                      Shown(v.size), Shown(v.decide, "seeds per side for 80% power at the observed difference "
                                                     "and spread" if v.decide else "")])
     return Grid(columns, rows, [], [], [VERDICT_LEGEND])
+
+
+def p_value(p: float | None) -> str:
+    """A p-value to three decimals; one that rounds to zero says so ("< 0.001") instead of printing 0.000."""
+    return MISSING if p is None else ("< 0.001" if p < 0.0005 else f"{p:.3f}")
 
 
 def to_markdown(t: RenderedTable) -> str:
