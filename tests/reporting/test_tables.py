@@ -20,7 +20,7 @@ from helpers import REPO, cli, results_under
 from odenets.config import CONF_DIR, compose_row
 from odenets.provenance import dirty_code, imported_modules
 from odenets.reporting.index import RunIndex
-from odenets.reporting.published import load_table
+from odenets.reporting.published import load_table, row_seeds
 from odenets.reporting.render import MISSING, p_value, to_frame, to_latex, to_markdown
 from odenets.reporting.report import readme_results, write_report
 from odenets.reporting.reproduce import BUDGETS, Sweep, pack, plan, trained_rows
@@ -163,6 +163,15 @@ def test_an_undecided_claim_says_how_many_seeds_would_decide_it(tmp_path):
             if v.claim["worse"] == "MNIST, LSTM" and v.claim["better"] == "MNIST, HeunNet"]
     assert v.sign == "inconclusive" and int(v.decide) > 3 and 0 < v.permutation <= 1
     assert v.size == "size not reproduced"  # +2.82 lies far outside [-0.5, +0.6]
+
+
+def test_a_row_names_its_seeds_as_a_list_or_a_count():
+    assert row_seeds({"seeds": {"cpu": 3}}, "cpu") == (0, 1, 2)
+    assert row_seeds({"seeds": {"cpu": [4, 7]}}, "cpu") == (4, 7)
+    assert row_seeds({"seeds": {"cpu": 3}}, "paper") is None and row_seeds({}, "cpu") is None
+    planned = dict(trained_rows(["heunnet_results", "heunnet_alpha"], "cpu"))
+    alpha = ("experiment=heunnet/sine", "model=ode_rnn", "scheme=heun_ext", "alpha=0.8")
+    assert planned[alpha] == tuple(range(56)) and len(planned[(*alpha[:3], "alpha=0.5")]) == 8
 
 
 def test_a_permutation_p_that_rounds_to_zero_is_printed_as_a_bound():

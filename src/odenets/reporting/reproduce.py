@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import yaml
 
 from odenets.config import CONF_DIR
-from odenets.reporting.published import load_table
+from odenets.reporting.published import load_table, row_seeds
 
 # The runs behind figures that no table row trains (the rows' runs feed the other figures), by name; a budget
 # lists the ones it runs (`budget.sweeps` in conf/budget/<budget>.yaml), beside its tables (`budget.tables`).
@@ -82,8 +82,7 @@ def trained_rows(names: Sequence[str], budget: str = "paper") -> list[tuple[tupl
             wanted = row.get("train") or any(pub.get(q) is not None for q in ("accuracy", "error", "speedup_080"))
             if row.get("overrides") and wanted and tuple(row["overrides"]) not in seen:
                 seen.add(tuple(row["overrides"]))
-                seeds = (row.get("seeds") or {}).get(budget)
-                rows.append((tuple(row["overrides"]), tuple(seeds) if seeds else None))
+                rows.append((tuple(row["overrides"]), row_seeds(row, budget)))
     return rows
 
 
