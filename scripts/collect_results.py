@@ -19,8 +19,12 @@ from collections import defaultdict
 import sys
 from pathlib import Path
 
+from hydra.errors import HydraException
+from omegaconf.errors import OmegaConfBaseException
+
 from odenets.provenance import dirty_code, stale_modules
 from odenets.reporting.figures.curves import latest_generated
+from odenets.reporting.index import experiment_key
 from odenets.results import REPRODUCED, comparison_key, get, load_runs
 
 
@@ -32,17 +36,26 @@ def compact(run: dict) -> dict:
     return record
 
 
+def key_today(record: dict) -> str:
+    """The experiment a stale record's overrides name under today's config: a config key added since (a new
+    option at its default) changes `comparison_key` but not the experiment. Its own key where the overrides
+    no longer compose."""
+    try:
+        return experiment_key(record["overrides"])
+    except (KeyError, HydraException, OmegaConfBaseException):
+        return comparison_key(record["config"], ())
+
+
 def prune_superseded(out: Path, budget: str) -> int:
-    """Remove the stale records under `out` whose experiment (`comparison_key`) has a current record; how many."""
+    """Remove the stale records under `out` whose experiment has a current record; how many."""
     current, stale = set(), defaultdict(list)
     for path in out.glob("*.json"):
         record = json.loads(path.read_text())
         if get(record, "config.budget.name") == budget and record.get("status") in ("completed", "diverged"):
-            key = comparison_key(record["config"], ())
             if stale_modules(record):
-                stale[key].append(path)
+                stale[key_today(record)].append(path)
             else:
-                current.add(key)
+                current.add(comparison_key(record["config"], ()))
     superseded = [path for key in current for path in stale.get(key, ())]
     for path in superseded:
         path.unlink()

@@ -298,6 +298,28 @@ def test_collecting_removes_the_stale_records_current_ones_supersede(tmp_path):
     assert sorted(p.name for p in committed.iterdir()) == ["current.json", "run-2.json"]  # gru: nothing newer
 
 
+def test_a_stale_record_from_before_a_new_option_is_superseded_by_its_overrides(tmp_path):
+    """A config key added since a record ran changes its stored config's key, not the experiment its overrides
+    name today; overrides that no longer compose keep the record."""
+    sine_lstm = ["experiment=heunnet/sine", "model=lstm"]
+    fake_run(tmp_path / "old", sine_lstm, 0, 0.9, budget="cpu")
+    fake_run(tmp_path / "old", sine_lstm, 1, 0.9, budget="cpu")
+    committed = tmp_path / "reproduced" / "cpu"
+    committed.mkdir(parents=True)
+    for run, overrides in (("run-0", sine_lstm), ("run-1", ["experiment=heunnet/sine", "model=no_such_model"])):
+        _make_stale(tmp_path / "old", run)
+        record = json.loads((tmp_path / "old" / run / "result.json").read_text())
+        record["config"]["model"].popitem()  # an option the model gained since
+        record["overrides"] = [*overrides, "budget=cpu", f"seed={run[-1]}"]
+        (committed / f"{run}.json").write_text(json.dumps(record))
+    fake_run(tmp_path / "new", sine_lstm, 0, 0.95, budget="cpu")
+    new = tmp_path / "new" / "run-0" / "result.json"
+    new.write_text(json.dumps(json.loads(new.read_text()) | {"run_name": "current", "finished": "2026"}))
+    subprocess.run([sys.executable, "scripts/collect_results.py", "--runs", str(tmp_path / "new"), "--out",
+                    str(committed)], cwd=REPO, check=True, capture_output=True)
+    assert sorted(p.name for p in committed.iterdir()) == ["current.json", "run-1.json"]
+
+
 def test_committed_records_are_read_from_a_relative_path_too(monkeypatch):
     monkeypatch.chdir(REPO)
     relative = load_runs(REPRODUCED.relative_to(REPO) / "cpu")

@@ -6,6 +6,7 @@ experiment no current run covers (its cells are then marked): stale and current 
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Sequence
 from pathlib import Path
 
 from omegaconf import OmegaConf
@@ -13,6 +14,11 @@ from omegaconf import OmegaConf
 from odenets.config import compose_row
 from odenets.provenance import stale_modules
 from odenets.results import comparison_key, get, load_runs
+
+
+def experiment_key(overrides: Sequence[str]) -> str:
+    """The experiment `overrides` name under today's config (`comparison_key` of their composition)."""
+    return comparison_key(OmegaConf.to_container(compose_row(list(overrides)), resolve=True), ())
 
 
 class RunIndex:
@@ -33,8 +39,7 @@ class RunIndex:
                 self.by_key.setdefault(key, runs)
 
     def _key(self, row: dict) -> str:
-        cfg = compose_row([*row["overrides"], f"budget={self.budget}"])
-        return comparison_key(OmegaConf.to_container(cfg, resolve=True), ())
+        return experiment_key([*row["overrides"], f"budget={self.budget}"])
 
     def runs_for(self, row: dict) -> list[dict]:
         return self.by_key.get(self._key(row), [])
