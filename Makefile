@@ -11,7 +11,7 @@ TABLES ?=
 
 LANDSCAPE_ARGS ?= --dataset cifar10
 
-.PHONY: install train test test-fast test-slurm test-browser report lint clean reproduce-tables tables figures landscapes bench results verify-results eval gpu-check
+.PHONY: install install-locked train test test-fast test-slurm test-browser report lint clean reproduce-tables tables figures landscapes bench results verify-results revalidate eval diagnose gpu-check
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -19,6 +19,16 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 install: $(STAMP)
+
+# requirements.lock is for CPython 3.11 (PYTHON=python3.11 picks it); an existing .venv keeps packages the lock
+# does not name: `rm -rf .venv` first for exactly the committed records' environment.
+install-locked:  ## .venv with every version the committed records were made with (requirements.lock)
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@$(PY) -c 'import sys; ok = sys.version_info[:2] == (3, 11); ok or print(f"error: requirements.lock is for CPython 3.11, \
+	$(VENV) has {sys.version.split()[0]}: rm -rf $(VENV); make install-locked PYTHON=python3.11", file=sys.stderr); sys.exit(0 if ok else 2)'
+	$(PY) -m pip install --quiet -r requirements.lock
+	$(PY) -m pip install --quiet --no-deps -e . --config-settings editable_mode=compat
+	touch $(STAMP)
 
 train: $(STAMP)  ## the default experiment (HO-ResNet-10 on the bundled digits); `make train ARGS="scheme=rk4"`
 	$(PY) train.py $(ARGS)
@@ -43,11 +53,17 @@ reproduce-tables: $(STAMP)  ## run what is missing for every table and figure, t
 eval: $(STAMP)  ## evaluate a trained run: make eval RUN=outputs/runs/<run> ARGS="scheme=rk4 substeps=4"
 	$(PY) -m odenets.evaluate $(RUN) $(ARGS)
 
+diagnose: $(STAMP)  ## stability diagnostics of a trained run (spectra, regions, measured order): make diagnose RUN=outputs/runs/<run>
+	$(PY) -m odenets.diagnose $(RUN) $(ARGS)
+
 results: $(STAMP)  ## commit-ready copies of a budget's finished runs in src/odenets/reporting/reproduced/$(BUDGET)
-	$(PY) scripts/collect_results.py --budget $(BUDGET)
+	$(PY) scripts/collect_results.py --budget $(BUDGET) $(ARGS)
 
 verify-results: $(STAMP)  ## rerun committed cpu runs; fails if a number drifted (ARGS="--fastest")
 	$(PY) scripts/verify_results.py $(ARGS)
+
+revalidate: $(STAMP)  ## make stale records current: rerun a seed per stale row, compare exactly (ARGS="--dry-run --all")
+	$(PY) scripts/revalidate.py --budget $(BUDGET) $(ARGS)
 
 tables: $(STAMP)  ## render the tables and the report page from stored results only
 	$(PY) scripts/tables.py --budget $(BUDGET)

@@ -6,7 +6,7 @@
     python scripts/bench.py --device cuda                    # on a GPU
 
 Every figure is a ratio measured side by side in this one process (interleaved rounds, medians):
-see `odenets.perf.bench`. Prints a Markdown table; the JSON keys are stable. Each section is written to
+see `odenets.perf`. Prints a Markdown table; the JSON keys are stable. Each section is written to
 --out as soon as it is measured (a killed run keeps what it had); sections not measured this time
 keep their earlier results in the file.
 """
@@ -22,7 +22,9 @@ from pathlib import Path
 import torch
 
 from odenets.fileio import atomic_open
-from odenets.perf.bench import FULL, QUICK, SECTIONS, Machine, format_markdown, run
+from odenets.perf.harness import FULL, QUICK, Machine
+from odenets.perf.report import format_markdown
+from odenets.perf.sections import SECTIONS, run
 
 
 def main(argv: list[str] | None = None) -> int:

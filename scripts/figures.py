@@ -14,9 +14,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from odenets.provenance import stale_modules
 from odenets.reporting.figures.landscape import load_landscape
 from odenets.reporting.figures.render import render_all
+from odenets.reporting.staleness import stale_modules
 from odenets.results import RUN_ROOTS, load_runs
 
 

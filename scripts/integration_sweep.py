@@ -24,8 +24,8 @@ from odenets.run.training import quiet_lightning
 
 
 def recorded(run_dir: Path, scheme: str, substeps: int) -> bool:
-    return any(e["scheme"] == scheme and e["substeps"] == substeps and e["checkpoint"] == "best.ckpt"
-               and not e["overrides"] for e in read_evaluations(run_dir))
+    return any("kind" not in e and e["scheme"] == scheme and e["substeps"] == substeps
+               and e["checkpoint"] == "best.ckpt" and not e["overrides"] for e in read_evaluations(run_dir))
 
 
 def main(argv: list[str] | None = None) -> int:

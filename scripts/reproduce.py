@@ -16,13 +16,14 @@ import subprocess
 import sys
 
 from odenets.errors import ConfigError
+from odenets.reporting.budget import budget_names
 from odenets.reporting.figures import LANDSCAPE_FIGURES, landscape_command
-from odenets.reporting.reproduce import BUDGETS, plan, run
+from odenets.reporting.reproduce import plan, run
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--budget", default="paper", choices=sorted(BUDGETS))
+    parser.add_argument("--budget", default="paper", choices=budget_names())
     parser.add_argument("--launcher", default="basic", choices=["basic", "joblib", "submitit_local", "slurm"])
     parser.add_argument("--seeds", default="0", help="comma-separated seeds per table row (the papers: 3-5 runs); "
                                                      "rows that name their own seeds for the budget keep them")

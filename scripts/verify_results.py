@@ -4,46 +4,39 @@
     python scripts/verify_results.py --fastest --datasets sine   # the quickest needing no data (CI)
     python scripts/verify_results.py --count 10 --tolerance 0.005
 
-Each chosen record (of the current code: stale ones are not expected to reproduce) of src/odenets/reporting/reproduced/<budget>/ is rerun with its own overrides and seed (and its
-number of CPU threads) into a temporary folder; its final value of every metric the tables use (test
-accuracy, free-run accuracy) must lie within --tolerance (absolute, on the 0-1 scale: 0.01 is one
-percentage point) of the committed one.
+Each chosen record of src/odenets/reporting/reproduced/<budget>/ (of the current code: stale ones are not
+expected to reproduce) is rerun with its own overrides and seed (and its number of CPU threads) into a temporary
+folder (`odenets.reporting.rerun`); its final value of every metric the tables use (test accuracy, free-run
+accuracy) must lie within --tolerance (absolute, on the 0-1 scale: 0.01 is one percentage point) of the committed
+one. `make revalidate` asks more: every logged value equal, to make stale records current again.
 Exit status: the number of runs that drifted or failed (0: all reproduced).
 """
 
 from __future__ import annotations
 
 import argparse
-import os
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
-from odenets.provenance import stale_modules
-from odenets.results import REPRODUCED, get, load_runs, read_result
+from odenets.reporting.rerun import rerun
+from odenets.reporting.staleness import stale_modules
+from odenets.results import REPRODUCED, get, load_runs
 
 CHECKED = ("test/acc", "test/gen_acc")  # the metrics tables report
-REPO = Path(__file__).resolve().parents[1]
 
 
 def verify(record: dict, tolerance: float, out: Path) -> str | None:
     """None if the rerun reproduces `record`'s numbers, else what differs."""
-    overrides = [o for o in record.get("overrides", []) if not o.startswith(("paths.", "hydra"))]
-    command = [sys.executable, "train.py", *overrides, f"paths.output_dir={out}", "force=true", "logger=none",
-               "trainer.enable_progress_bar=false"]
-    threads = str(get(record, "device.torch_threads") or "")  # the same thread count sums in the same order
-    env = {**os.environ, **({"OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads} if threads else {})}
-    done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, env=env)
-    if done.returncode != 0:
-        return f"rerun failed: {(done.stderr.strip().splitlines() or ['?'])[-1]}"
-    rerun = next((r for r in map(read_result, (out / "runs").glob("*"))
-                  if r and r.get("fingerprint") == record["fingerprint"]), None)
-    if rerun is None:
+    done = rerun(record, out, ["force=true"])
+    if done.failure:
+        return done.failure
+    again = done.result
+    if again.get("fingerprint") != record["fingerprint"]:
         return "the rerun's config differs from the committed one (its fingerprint changed)"
     drift = []
     for key in CHECKED:
-        old, new = get(record, f"metrics.final.{key}"), get(rerun, f"metrics.final.{key}")
+        old, new = get(record, f"metrics.final.{key}"), get(again, f"metrics.final.{key}")
         if old is not None and (new is None or abs(new - old) > tolerance):
             drift.append(f"{key} {old:.4f} -> {new if new is None else round(new, 4)}")
     return "; ".join(drift) or None

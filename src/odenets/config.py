@@ -2,8 +2,9 @@
 
 The fingerprint hashes the part of the config that defines an experiment: everything except
 where files live, how runs are logged and shown, the hydra node, and the top-level keys the chosen
-model does not read (`unused_keys`: `scheme` for an LSTM). Two runs with the same
-fingerprint are the same experiment, which is how reruns find their directory, resume, and skip
+model does not read (`unused_keys`: `scheme` for an LSTM), and the options added since runs were
+recorded while they stay at the value that computes what those runs computed (`NEUTRAL`). Two runs with
+the same fingerprint are the same experiment, which is how reruns find their directory, resume, and skip
 completed work.
 """
 
@@ -43,9 +44,20 @@ def project_root() -> Path:
 # Keys that do not change what is computed.
 NON_DEFINING = {
     "hydra", "paths", "logger", "checkpoint_every_n_steps", "force", "wait_for_lock",
-    "budget.note", "budget.tables", "budget.sweeps",  # what a budget says and reproduces, not what a run computes
+    "budget.note", "budget.tables", "budget.sweeps", "budget.seeds",  # what a budget says and reproduces, not what
+    # a run computes (odenets.reporting.budget)
     "dataset.root", "dataset.num_workers", "dataset.eval_batch_size",
     "trainer.log_every_n_steps", "trainer.enable_model_summary", "trainer.enable_progress_bar",
+}
+
+
+# Options added after runs were recorded, with their neutral value: the value that computes exactly what runs
+# computed before the option existed. At that value a key is left out of the defining config, so adding it to a
+# config group changes no fingerprint and no comparison key (a record's stored config lacks the key; a run of
+# today's config has it at its neutral value); any other value is part of the experiment. An option belongs here
+# only if its neutral value reproduces the old behaviour bit for bit (tested for `dataset.val_fraction`).
+NEUTRAL: dict[str, Any] = {
+    "dataset.val_fraction": None,  # no validation split: train on the whole training split (the papers' protocol)
 }
 
 
@@ -94,12 +106,17 @@ def readers(key: str) -> tuple[str, ...]:
 
 def _strip(node: Any, prefix: str = "") -> Any:
     if isinstance(node, dict):
-        return {k: _strip(v, f"{prefix}{k}.") for k, v in node.items() if f"{prefix}{k}" not in NON_DEFINING}
+        return {k: _strip(v, f"{prefix}{k}.") for k, v in node.items() if not _left_out(f"{prefix}{k}", v)}
     return node
 
 
+def _left_out(dotted: str, value: Any) -> bool:
+    return dotted in NON_DEFINING or (dotted in NEUTRAL and value == NEUTRAL[dotted])
+
+
 def defining_config(cfg: DictConfig) -> dict:
-    """The resolved config without the non-defining keys and the optional keys nothing reads."""
+    """The resolved config without the non-defining keys, the optional keys nothing reads and the options at their
+    neutral value (`NEUTRAL`)."""
     out = {}
     skip = NON_DEFINING | unused_keys(cfg)
     for key in cfg:
@@ -108,7 +125,8 @@ def defining_config(cfg: DictConfig) -> dict:
         node = cfg[key] if not OmegaConf.is_missing(cfg, key) else None
         if isinstance(node, (DictConfig, ListConfig)):
             node = OmegaConf.to_container(node, resolve=True)
-        out[key] = _strip(node, f"{key}.")
+        if not _left_out(key, node):
+            out[key] = _strip(node, f"{key}.")
     return out
 
 

@@ -1,14 +1,17 @@
 """The errors users see, how any error is told in one line, and the exit status of each.
 
-Exit statuses: 2 bad input (`ConfigError`, Hydra's usage errors), 3 the run directory is in use by another
-process (`RunInUse`), 4 the file system refused a write (`WriteError`: no space, read-only, no permission, a
-path that cannot be a directory), 128 + n a run stopped by signal n after saving its state (pre-emption:
-143 for SIGTERM, 138 for SIGUSR1, 140 for SIGUSR2), and for a multirun the number of jobs that did not finish.
+Exit statuses: 2 bad input (`ConfigError`, Hydra's usage errors; a checkpoint that is unreadable or not plain
+data is one too), 3 the run directory is in use by another process (`RunInUse`), 4 the file system refused a
+write (`WriteError`: no space, read-only, no permission, a path that cannot be a directory), 128 + n a run
+stopped by signal n after saving its state (pre-emption: 143 for SIGTERM, 138 for SIGUSR1, 140 for SIGUSR2,
+or the signal `SUBMITIT_PREEMPT_SIGNAL` names), and for a multirun the number of jobs that did not finish.
+The terminal shows one line per error (`OneLineFormatter`); tracebacks go to the log files.
 """
 
 from __future__ import annotations
 
 import errno
+import logging
 import os
 import re
 import sys
@@ -16,6 +19,7 @@ import sys
 from hydra.errors import HydraException
 from omegaconf.errors import OmegaConfBaseException
 
+BOOKKEEPING = True  # records or checks runs, computes none of their numbers (odenets.reporting.staleness)
 EXIT_BAD_INPUT, EXIT_IN_USE, EXIT_WRITE = 2, 3, 4
 
 
@@ -104,3 +108,16 @@ def exit_with(e: BaseException, status: int = EXIT_BAD_INPUT) -> None:
 def exit_bad_input(e: BaseException) -> None:
     """Print `error: <one line>` on stderr and exit with status 2."""
     exit_with(e, EXIT_BAD_INPUT)
+
+
+class OneLineFormatter(logging.Formatter):
+    """The terminal's log format (conf/hydra/default.yaml: the console handler): a record without its
+    traceback, which the log files (`train.log`) keep."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        kept = record.exc_info, record.exc_text, record.stack_info
+        record.exc_info = record.exc_text = record.stack_info = None
+        try:
+            return super().format(record)
+        finally:
+            record.exc_info, record.exc_text, record.stack_info = kept

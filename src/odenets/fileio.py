@@ -11,6 +11,8 @@ from pathlib import Path
 
 from odenets.errors import WriteError
 
+BOOKKEEPING = True  # records or checks runs, computes none of their numbers (odenets.reporting.staleness)
+
 
 @contextmanager
 def atomic_open(path: str | Path, mode: str = "w", what: str = "", previous: str | Path | None = None):

@@ -4,14 +4,15 @@
   whether its tracked files differed from that commit (`dirty`) and a digest of that difference,
   plus `modules`: a digest of every odenets module the run imported. A module's digest is taken
   from its syntax tree without docstrings, so comments and docstrings do not count as a change.
-* `packages`: versions of the libraries that can change results; `device`: CPU model and cores, or
-  GPU names; `data`: dataset, split sizes and a digest of the arrays trained and tested on.
+* `packages`: versions of the libraries that can change results; `environment`: every installed distribution
+  (`name==version`, sorted, names as requirements.lock spells them) and the SHA-256 of that list, so that the
+  whole environment behind a number can be rebuilt (`make install-locked` installs the committed records' one);
+  `device`: CPU model and cores, or GPU names; `data`: dataset, split sizes and a digest of the arrays trained
+  and tested on.
 
-A stored result is *stale* when the code that computed it has changed since: some module it imported
-now has another digest, or is gone (`stale_modules`). Modules that only run, check and record a run
-(`BOOKKEEPING`: the entry point, the run's life cycle, validation, result files, provenance itself) do
-not count: changing how a number is recorded does not change the number. Tables leave stale cells
-out unless asked (`scripts/tables.py --allow-stale`), and mark them when they show them.
+Whether a stored result is still current (stale: the code it depends on changed since) is judged later,
+from these digests, by `odenets.reporting.staleness`. Tables leave stale cells out unless asked
+(`scripts/tables.py --allow-stale`), and mark them when they show them.
 """
 
 from __future__ import annotations
@@ -28,13 +29,11 @@ from importlib import metadata
 from pathlib import Path
 
 import torch
+from packaging.utils import canonicalize_name
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 PACKAGES = ("torch", "torchvision", "lightning", "hydra-core", "torchdiffeq", "wfdb", "numpy")
-# Modules that run, check and record a run without changing what it computes (see the module docstring).
-BOOKKEEPING = frozenset({"odenets.train", "odenets.evaluate", "odenets.run.lifecycle", "odenets.run.validation",
-                         "odenets.run.lock", "odenets.run.preemption", "odenets.run.checkpoints",
-                         "odenets.results", "odenets.errors", "odenets.fileio", "odenets.provenance"})
+BOOKKEEPING = True  # records or checks runs, computes none of their numbers (odenets.reporting.staleness)
 
 
 # --------------------------------------------------------------------------- code
@@ -115,12 +114,6 @@ def module_digest(path: str | Path) -> str | None:
     return _digest_cached(str(path), st.st_mtime_ns, st.st_size, native_mtime)
 
 
-def module_path(name: str) -> Path:
-    """The source file of odenets module `name` in this installation."""
-    base = PACKAGE_DIR.joinpath(*name.split(".")[1:])
-    return base.with_suffix(".py") if base.with_suffix(".py").is_file() else base / "__init__.py"
-
-
 def imported_modules() -> dict[str, str]:
     """Digest of every odenets module imported by this process, by module name."""
     out = {}
@@ -131,73 +124,6 @@ def imported_modules() -> dict[str, str]:
             if digest:
                 out[name] = digest
     return out
-
-
-def odenets_imports(name: str) -> frozenset[str]:
-    """The odenets modules that module `name` imports, read from its code, with their parent packages."""
-    path = module_path(name)
-    try:
-        return _imports_cached(str(path), os.stat(path).st_mtime_ns)
-    except OSError:  # gone
-        return frozenset()
-
-
-@cache
-def _imports_cached(path: str, mtime_ns: int) -> frozenset[str]:
-    found = set()
-    for node in ast.walk(ast.parse(Path(path).read_text())):
-        if isinstance(node, ast.Import):
-            found |= {alias.name for alias in node.names}
-        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
-            found.add(node.module)
-            found |= {f"{node.module}.{alias.name}" for alias in node.names
-                      if module_path(f"{node.module}.{alias.name}").is_file()}
-    found = {m for m in found if m.split(".")[0] == "odenets"}
-    return frozenset(found | {m.rsplit(".", i)[0] for m in found for i in range(1, m.count(".") + 1)})
-
-
-REGISTRY = "odenets.models"  # imports every model family, so that they register themselves
-
-
-def _closure(roots: set[str], families: set[str]) -> set[str]:
-    """Every module reachable from `roots` by imports, except the registry's imports of `families`."""
-    seen, todo = set(), list(roots)
-    while todo:
-        name = todo.pop()
-        if name not in seen:
-            seen.add(name)
-            todo += [m for m in odenets_imports(name) if m not in seen and not (name == REGISTRY and m in families)]
-    return seen
-
-
-def run_dependencies(record: dict) -> set[str]:
-    """The modules a run's numbers depend on: those it imported, less the model families it did not build.
-
-    The model registry imports every family, so every run imports all of them and what they import (an
-    HO-ResNet run imports the recurrent kernels). Here the registry's imports of families do not count:
-    what the run's own family imports (other families included), and what the rest of the code imports,
-    does."""
-    from odenets.models import MODELS
-
-    imported = set((record.get("code") or {}).get("modules") or {})
-    model = ((record.get("config") or {}).get("model") or {}).get("name")
-    if model not in MODELS:
-        return imported
-    families = {fn.__module__ for fn in MODELS.values()}
-    through_families = _closure(families, families)
-    roots = {m for m in imported if m not in through_families} | {MODELS[model].__module__}
-    return imported & _closure(roots, families)
-
-
-def stale_modules(record: dict) -> list[str]:
-    """Modules the run depends on (`run_dependencies`) whose code differs now (or that are gone); [] for a
-    current run. A record without module digests (written before they were recorded) counts as stale."""
-    modules = (record.get("code") or {}).get("modules")
-    if not modules:
-        return ["(no code digests recorded)"]
-    depends = run_dependencies(record)
-    return [name for name, digest in modules.items()
-            if name in depends and name not in BOOKKEEPING and module_digest(module_path(name)) != digest]
 
 
 # --------------------------------------------------------------------------- packages, device, data
@@ -211,19 +137,66 @@ def package_versions() -> dict[str, str | None]:
     return versions
 
 
-def _cpu_model() -> str:
+@cache
+def installed_distributions() -> tuple[str, ...]:
+    """Every distribution this interpreter can import from, as sorted `name==version` (normalised names); read
+    once per process (each METADATA file is parsed)."""
+    found = set()
+    for dist in metadata.distributions():
+        meta = dist.metadata
+        if meta["Name"]:
+            found.add(f"{canonicalize_name(meta['Name'])}=={meta['Version']}")
+    return tuple(sorted(found))
+
+
+def environment() -> dict:
+    """The installed distributions and the SHA-256 of their list (one per line): equal digest, equal environment."""
+    names = installed_distributions()
+    return {"sha256": hashlib.sha256("\n".join(names).encode()).hexdigest(), "distributions": list(names)}
+
+
+@cache
+def _cpuinfo() -> dict[str, str]:
+    """The first processor's entries of `/proc/cpuinfo` ({} where there is none): the one reader of the CPU's
+    identity."""
     try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
     except OSError:
-        pass
-    return platform.processor() or platform.machine()
+        return {}
+    info: dict[str, str] = {}
+    for line in lines:
+        if not line.strip() and info:
+            break
+        key, _, value = line.partition(":")
+        info.setdefault(key.strip(), value.strip())
+    return info
+
+
+def cpu_model() -> str:
+    """The CPU's model name (`/proc/cpuinfo`), else what `platform` knows."""
+    return _cpuinfo().get("model name") or platform.processor() or platform.machine()
+
+
+# The instruction sets BLAS, oneDNN and -march=native code choose their kernels by, so how their floats round
+KERNEL_FLAGS = re.compile(r"(avx|amx|fma|sse4|asimd|sve)\w*|f16c|sme\d*")
+
+
+def cpu_kind() -> dict:
+    """What decides how this CPU's float kernels round: architecture, vendor, family, model and the kernel
+    instruction-set flags (`KERNEL_FLAGS`). Float results of one code can be compared exactly only within one
+    kind (`odenets.reporting.revalidate`)."""
+    info = _cpuinfo()
+    flags = (info.get("flags") or info.get("Features") or "").split()
+    return {"arch": platform.machine(), "vendor": info.get("vendor_id") or info.get("CPU implementer"),
+            "family": info.get("cpu family") or info.get("CPU architecture"),
+            "model": info.get("model") or info.get("CPU part"),
+            "flags": sorted(f for f in flags if KERNEL_FLAGS.fullmatch(f))}
 
 
 def device(accelerator: str) -> dict:
-    """The hardware a run used: GPU names and count for a GPU run, else the CPU model and cores."""
-    info = {"host": platform.node(), "cpu": _cpu_model(), "cpu_cores": os.cpu_count(),
+    """The hardware a run used: the CPU's model, kind (`cpu_kind`) and cores, and GPU names and count for a GPU
+    run."""
+    info = {"host": platform.node(), "cpu": cpu_model(), "cpu_kind": cpu_kind(), "cpu_cores": os.cpu_count(),
             "torch_threads": torch.get_num_threads()}
     if accelerator in ("gpu", "cuda") and torch.cuda.is_available():
         info["gpus"] = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
@@ -241,17 +214,21 @@ def tensor_digest(*tensors: torch.Tensor) -> str:
 
 
 def data_identity(datamodule) -> dict:
-    """Dataset name, sizes of the splits trained and tested on, and a digest of their arrays."""
-    train, test = datamodule.train, datamodule.test
-    return {"dataset": datamodule.name, "train_samples": len(train), "test_samples": len(test),
-            "sha256": tensor_digest(train.x, train.y, test.x, test.y)}
+    """Dataset name, sizes of the splits trained, validated (only when there is a validation split) and tested
+    on, and a digest of their arrays."""
+    train, val, test = datamodule.train, datamodule.val, datamodule.test
+    if val is None:
+        return {"dataset": datamodule.name, "train_samples": len(train), "test_samples": len(test),
+                "sha256": tensor_digest(train.x, train.y, test.x, test.y)}
+    return {"dataset": datamodule.name, "train_samples": len(train), "val_samples": len(val),
+            "test_samples": len(test), "sha256": tensor_digest(train.x, train.y, val.x, val.y, test.x, test.y)}
 
 
 def provenance(accelerator: str, start: dict | None = None) -> dict:
-    """Code, packages and device. Taken when a run starts (its code is imported by then) and again when it
+    """Code, packages, environment and device. Taken when a run starts (its code is imported by then) and again when it
     ends: `start`'s values win, modules imported later are added."""
     now = {"code": {**code_version(), "modules": imported_modules()}, "packages": package_versions(),
-           "device": device(accelerator)}
+           "environment": environment(), "device": device(accelerator)}
     if start is None:
         return now
     return {**now, **start, "code": {**now["code"], **start["code"],

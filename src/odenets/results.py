@@ -3,29 +3,34 @@
 `result.json` is what every table and figure is built from. Keys: `config` (resolved),
 `fingerprint`, `run_name`, `overrides` (as typed), `status` (completed | diverged | failed | running),
 `params`, `metrics` (`final`, `best` over epochs, `higher_is_better` per metric, and what the task
-adds, e.g. the confusion matrix), `epochs`, `wall_time_s`, `history` (one entry per epoch: metrics,
-learning rate, cumulative training seconds), `diverged_at_step`, `error`, timestamps, and the
-provenance: `code`, `packages`, `device`, `data` (`odenets.provenance`).
+adds, e.g. the confusion matrix; with a validation split also `at_val_best`, below), `epochs`,
+`wall_time_s`, `history` (one entry per epoch: metrics, learning rate, cumulative training seconds),
+`diverged_at_step`, `error`, timestamps, and the provenance: `code`, `packages`, `device`, `data`
+(`odenets.provenance`). A committed record made current again by a rerun also holds `revalidated`
+(`revalidations`).
+
+`metrics.at_val_best` (runs with a validation split, `dataset.val_fraction`): the evaluation that `best.ckpt`
+holds, chosen on validation (`at_val_best`): the history entry whose `val/<monitor>` is best in its direction,
+ties to the earliest, as `{"monitor": "val/acc", "epoch": e, "step": s, "test/acc": ..., "val/acc": ..., ...}`
+with every metric logged there. Its `test/*` values are the test results at the validation-best epoch, free of
+the selection on the test split that `best` (each metric's best over epochs) makes.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import math
 from collections.abc import Sequence
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from omegaconf import OmegaConf
 
 from odenets.config import defining_config
 from odenets.fileio import atomic_open
 
-if TYPE_CHECKING:
-    import pandas
-
+BOOKKEEPING = True  # records or checks runs, computes none of their numbers (odenets.reporting.staleness)
 RESULT_FILE = "result.json"
 EVAL_FILE = "eval.json"  # evaluations of a finished run (odenets.evaluate), beside its result.json
 # Results a run of each budget produced on the kind of machine its README section names, committed
@@ -85,33 +90,6 @@ def load_runs(*roots: str | Path) -> list[dict]:
     return list(runs.values())
 
 
-def frame(*roots: str | Path) -> pandas.DataFrame:
-    """One pandas row per run under `roots` (default: outputs/runs and the committed records): run name and
-    directory, status, dataset, model, scheme, budget, seed, the overrides as typed (one `override.<key>` column
-    each), final and best metrics (`final.test/acc`, `best.test/acc`, ...), epochs, wall time, commit, whether the
-    tree was dirty, and whether the run is stale (code it depends on changed since)."""
-    import pandas
-
-    from odenets.provenance import stale_modules
-
-    rows = []
-    for run in load_runs(*(roots or RUN_ROOTS)):
-        config = run["config"]
-        row = {"run_name": run.get("run_name"), "run_dir": run["run_dir"], "status": run.get("status"),
-               "dataset": get(config, "dataset.name"), "model": get(config, "model.name"),
-               "scheme": get(config, "scheme.name") if get(config, "model.scheme") else None,
-               "budget": get(config, "budget.name"), "seed": config.get("seed"), "epochs": run.get("epochs"),
-               "wall_time_s": run.get("wall_time_s"), "commit": (get(run, "code.commit") or "")[:7] or None,
-               "dirty": get(run, "code.dirty"), "stale": bool(stale_modules(run))}
-        row.update({f"override.{o.split('=', 1)[0]}": o.split("=", 1)[1] for o in run.get("overrides") or []
-                    if "=" in o})
-        for which in ("final", "best"):
-            row.update({f"{which}.{k}": v for k, v in (get(run, f"metrics.{which}") or {}).items()
-                        if isinstance(v, (int, float))})
-        rows.append(row)
-    return pandas.DataFrame(rows)
-
-
 def get(config: dict, dotted: str, default=None):
     """config["a"]["b"] for "a.b", or `default` where a key is missing."""
     node = config
@@ -139,6 +117,11 @@ def comparison_key(config: dict, varied=()) -> str:
     return hashlib.sha256(json.dumps(defining, sort_keys=True, default=str).encode()).hexdigest()[:8]
 
 
+def _better(value: float, than: float, higher: bool) -> bool:
+    """Strictly better (so of equal values the earliest stays best)."""
+    return value > than if higher else value < than
+
+
 def best_of(history: list[dict], higher_is_better: dict[str, bool]) -> dict[str, float]:
     """Best value of every metric over epochs, in the direction its task declares (lower where undeclared)."""
     best: dict[str, float] = {}
@@ -146,56 +129,41 @@ def best_of(history: list[dict], higher_is_better: dict[str, bool]) -> dict[str,
         for key, value in entry.items():
             if "/" not in key or key.startswith("time/") or value is None:
                 continue
-            higher = higher_is_better.get(key, False)
-            if key not in best or (value > best[key] if higher else value < best[key]):
+            if key not in best or _better(value, best[key], higher_is_better.get(key, False)):
                 best[key] = value
     return best
 
 
-# HO-ResNet Table 4 / Fig. 13: training accuracy thresholds whose time to reach is compared with Euler's.
-SPEED_THRESHOLDS = {"speedup_080": 0.80, "speedup_085": 0.85}
-
-
-def time_to_accuracy(history: Sequence[dict], threshold: float, key: str = "train/acc") -> float | None:
-    """Training seconds (`time/train_s`) until `key` first reaches `threshold`, or None if it never does.
-
-    History entries are per epoch: the epoch's mean accuracy, stamped at the epoch's end with the
-    cumulative training time (validation excluded). Within the epoch where the threshold is crossed,
-    accuracy is taken as linear in time between the previous epoch's end and this one's; before the
-    first epoch the point is (0 s, accuracy 0).
-    """
-    prev_t, prev_acc = 0.0, 0.0
+def at_val_best(history: list[dict], monitor: str, higher_is_better: dict[str, bool]) -> dict | None:
+    """`metrics.at_val_best` (module docstring): the entry of `history` where `monitor` is best, ties to the
+    earliest, with `monitor` named; None when no entry has it."""
+    best = None
     for entry in history:
-        t, acc = entry.get("time/train_s"), entry.get(key)
-        if t is None or acc is None or not (math.isfinite(t) and math.isfinite(acc)):
-            continue
-        if acc >= threshold:
-            return prev_t + (threshold - prev_acc) / (acc - prev_acc) * (t - prev_t)
-        prev_t, prev_acc = t, acc
-    return None
+        value = entry.get(monitor)
+        if value is not None and (best is None or _better(value, best[monitor], higher_is_better.get(monitor, False))):
+            best = entry
+    return None if best is None else {"monitor": monitor, **best}
+
+
+def revalidations(record: dict) -> list[dict]:
+    """A committed record's well-formed `revalidated` entries, oldest first (`odenets.reporting.revalidate`: a
+    rerun on later code reproduced its numbers exactly; `commit`, `date`, `seed`, `epochs`, `whole`, `modules`).
+    An entry without modules proves nothing and is left out."""
+    entries = record.get("revalidated")
+    return [e for e in entries if isinstance(e, dict) and isinstance(e.get("modules"), dict) and e["modules"]] \
+        if isinstance(entries, list) else []
 
 
 def commits(runs: Sequence[dict], label: bool = True) -> str:
     """The commits a group of runs ran at, short ("commit 1a2b3c4" or "commits 1a2b3c4, 5d6e7f8"; "+dirty" when
-    the tree had uncommitted changes under src/ or conf/; without the word "commit(s)" unless `label`)."""
+    the tree had uncommitted changes under src/ or conf/; without the word "commit(s)" unless `label`), then the
+    commits their latest revalidations ran at ("commit 1a2b3c4, revalidated at 9f8e7d6")."""
     from odenets.provenance import dirty_code
 
     names = sorted({(get(r, "code.commit") or "no git")[:7] + ("+dirty" if dirty_code(r) else "") for r in runs})
     prefix = ("commit " if len(names) == 1 else "commits ") if label else ""
-    return prefix + ", ".join(names)
-
-
-def scheme_key(config: dict) -> str:
-    """The conf/scheme name of a run: `rk8_adaptive` for RK-8 with a learned step."""
-    name = get(config, "scheme.name")
-    return f"{name}_adaptive" if name == "rk8" and get(config, "scheme.learn_h") else name
-
-
-def speedup_over_euler(seconds: dict[str, tuple[str, float | None]]) -> dict[str, float | None]:
-    """label -> (scheme, seconds to a threshold) to label -> Euler's seconds over these (HO-ResNet Table 4):
-    the one rule tables and figures use; Euler is the entry whose scheme is `euler`."""
-    euler = next((t for scheme, t in seconds.values() if scheme == "euler"), None)
-    return {label: euler / t if t and euler else None for label, (_, t) in seconds.items()}
+    again = sorted({str(entries[-1].get("commit") or "no git")[:7] for entries in map(revalidations, runs) if entries})
+    return prefix + ", ".join(names) + (f", revalidated at {', '.join(again)}" if again else "")
 
 
 def now() -> str:

@@ -14,8 +14,10 @@ import sys
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
+from hydra.errors import HydraException
 from hydra.types import RunMode
 from omegaconf import DictConfig
+from omegaconf.errors import OmegaConfBaseException
 
 from odenets.config import CONF_DIR, register_resolvers
 from odenets.errors import (
@@ -29,10 +31,10 @@ from odenets.errors import (
     one_line,
     write_error,
 )
-from odenets.run.lifecycle import SweepReport, train
+from odenets.run.lifecycle import SweepReport, log_failed_job, train
 from odenets.run.validation import validate_sweep
 
-log = logging.getLogger("odenets")
+BOOKKEEPING = True  # records or checks runs, computes none of their numbers (odenets.reporting.staleness)
 register_resolvers()
 
 
@@ -40,10 +42,10 @@ register_resolvers()
 def _hydra_main(cfg: DictConfig) -> float | None:
     try:
         record = train(cfg)
-    except Exception as e:
+    except Exception as e:  # in a sweep any failure is the job's own; alone, only what has an exit status is caught
         if HydraConfig.get().mode == RunMode.MULTIRUN:
             # a sweep goes on: the job's result.json says `failed` and why, the summary counts it
-            log.error("job not run to the end: %s", one_line(e))
+            log_failed_job(e)
             if isinstance(e, RunInUse):
                 SweepReport.in_use.append(one_line(e))
         elif os.environ.get("ODENETS_TRACEBACK") == "1":
@@ -63,7 +65,8 @@ def _hydra_main(cfg: DictConfig) -> float | None:
 def _objective(metric: str | None, record: dict) -> float | None:
     best = (record.get("metrics") or {}).get("best") or {}
     if metric and record.get("status") == "completed" and metric not in best:
-        raise ConfigError(f"optimized_metric={metric!r} is not a metric of this run; its metrics: "
+        needs = " (val/ metrics need a validation split: dataset.val_fraction)" if metric.startswith("val/") else ""
+        raise ConfigError(f"optimized_metric={metric!r} is not a metric of this run{needs}; its metrics: "
                           f"{', '.join(sorted(best))}")
     return best.get(metric) if metric else None
 
@@ -77,7 +80,7 @@ def main() -> None:
         if {"-m", "--multirun"} & set(sys.argv[1:]) or any(a.startswith("hparams_search=") for a in sys.argv[1:]):
             validate_sweep([a for a in sys.argv[1:] if "=" in a and not a.startswith("-")])  # before any job runs
         _hydra_main()
-    except Exception as e:
+    except (ValueError, OSError, HydraException, OmegaConfBaseException) as e:  # a bug's traceback goes on up
         if os.environ.get("ODENETS_TRACEBACK") == "1":
             raise
         if write_error(e):  # Hydra creating the run directory or its .hydra files

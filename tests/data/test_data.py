@@ -3,6 +3,7 @@ format; real MNIST when present; batch-wise augmentation; DDP sharding; missing 
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import pytest
@@ -192,3 +193,80 @@ def test_torchvision_pipeline_yields_normalised_batches(tmp_path):
                     "dataset.batch_size=5")
     x, y = next(iter(dm.train_dataloader()))
     assert x.shape == (5, 1, 28, 28) and x.dtype == torch.float32 and y.shape == (5,)
+
+
+# -- the validation split (dataset.val_fraction) ---------------------------------------------------
+def _rows(split: Split) -> list[bytes]:
+    """The split's samples (image and label) as sortable bytes: a multiset comparison of splits."""
+    return sorted(x.numpy().tobytes() + bytes([int(y)]) for x, y in zip(split.x, split.y, strict=True))
+
+
+def test_without_val_fraction_the_training_split_is_untouched():
+    dm = datamodule("digits", Path("."), "dataset.subset=200")
+    train, test = dm.load()
+    assert dm.val is None and torch.equal(dm.train.x, train.x[:200]) and torch.equal(dm.train.y, train.y[:200])
+    assert isinstance(dm.val_dataloader(), TensorBatches) and dm.val_dataloader().split is dm.test
+
+
+def test_the_validation_split_is_held_out_stratified_and_the_same_for_every_seed():
+    full = datamodule("digits", Path("."))
+    splits = [build_datamodule(compose(["dataset.val_fraction=0.1"]).dataset, seed=seed) for seed in (0, 7)]
+    for dm in splits:
+        dm.setup()
+    dm = splits[0]
+    assert len(dm.val) == math.ceil(0.1 * len(full.train)) and len(dm.train) + len(dm.val) == len(full.train)
+    assert sorted(_rows(dm.train) + _rows(dm.val)) == _rows(full.train)  # a partition: held out of training
+    per_class, val_per_class = torch.bincount(full.train.y), torch.bincount(dm.val.y, minlength=10)
+    assert ((val_per_class - 0.1 * per_class).abs() <= 1).all()  # stratified by class
+    assert torch.equal(dm.val.x, splits[1].val.x) and torch.equal(dm.train.y, splits[1].train.y)  # not the run's seed
+    assert torch.equal(dm.test.x, full.test.x)
+    loaders = dm.val_dataloader()  # validation first, then test; Lightning names them by index
+    assert [b.split for b in loaders] == [dm.val, dm.test] and isinstance(dm.test_dataloader(), TensorBatches)
+
+
+def test_the_validation_split_is_taken_from_the_subset():
+    dm = datamodule("digits", Path("."), "dataset.subset=200", "dataset.val_fraction=0.25")
+    full = datamodule("digits", Path("."))
+    assert (len(dm.train), len(dm.val)) == (150, 50)
+    assert sorted(_rows(dm.train) + _rows(dm.val)) == _rows(full.train.head(200))
+
+
+def test_validation_shards_cover_every_sample_once_under_ddp():
+    from types import SimpleNamespace
+
+    dm = datamodule("digits", Path("."), "dataset.val_fraction=0.1", "dataset.eval_batch_size=16")
+    seen = []
+    for rank in range(2):
+        dm.trainer = SimpleNamespace(global_rank=rank, world_size=2)
+        val, _ = dm.val_dataloader()
+        seen += [x for x, _ in val]
+    assert sorted(x.numpy().tobytes() for x in torch.cat(seen)) == sorted(x.numpy().tobytes() for x in dm.val.x)
+
+
+def test_a_validation_split_too_small_to_stratify_is_one_line():
+    with pytest.raises(ConfigError, match=r"dataset.val_fraction=0.05 cannot hold out a stratified validation split "
+                                          r"of 64 training samples \(.*\); raise it or the subset"):
+        datamodule("digits", Path("."), "dataset.subset=64", "dataset.val_fraction=0.05")
+    from odenets.run.validation import validate
+
+    with pytest.raises(ConfigError, match=r"dataset.val_fraction=1.5 is not allowed; expected null or a number in "
+                                          r"\(0, 1\)"):
+        validate(compose(["dataset.val_fraction=1.5"]))
+
+
+def test_the_sine_validation_split_is_the_latest_training_windows():
+    full, dm = datamodule("sine", Path(".")), datamodule("sine", Path("."), "dataset.val_fraction=0.1")
+    held = math.ceil(0.1 * len(full.train))
+    assert torch.equal(dm.val.x, full.train.x[-held:]) and torch.equal(dm.val.y, full.train.y[-held:])
+    assert torch.equal(dm.train.x, full.train.x[:-held]) and torch.equal(dm.test.x, full.test.x)
+    assert torch.equal(dm.task_kwargs()["seed_window"], full.task_kwargs()["seed_window"])  # the free run is the same
+
+
+def test_the_torchvision_pipeline_serves_the_validation_split_too(tmp_path):
+    write_mnist(tmp_path, n_train=40)
+    dm = datamodule("mnist", tmp_path, "dataset.pipeline=torchvision", "dataset.val_fraction=0.25",
+                    "dataset.eval_batch_size=7")
+    val, test = dm.val_dataloader()
+    assert [len(loader.dataset) for loader in (val, test)] == [10, 10] and len(dm.train) == 30
+    x, _ = next(iter(val))
+    assert x.shape == (7, 1, 28, 28) and len(dm.test_dataloader().dataset) == 10

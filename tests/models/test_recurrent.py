@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import math
 import shutil
+import sys
 from collections.abc import Callable
 from dataclasses import replace
 
 import pytest
 import torch
 from torch import nn
+from torch.utils import cpp_extension
 
 from helpers import results_under
 from helpers.dataset_files import write_mnist
@@ -156,7 +158,8 @@ def test_bad_options_are_config_errors():
 
 # --------------------------------------------------------------------------- the fused sequence kernel
 SCHEMES = ["euler", "heun", "rk4", "rk8", {"name": "heun_ext", "alpha": 0.8, "learn_alpha": True},
-           {"name": "midpoint", "h": 0.5, "learn_h": True}]
+           {"name": "midpoint", "h": 0.5, "learn_h": True},
+           {"name": "rk8", "learn_h": True}]  # h A has 16 stages, the plan 14: its gradient keeps hA's shape
 HAS_COMPILER = shutil.which("c++") is not None
 
 
@@ -247,11 +250,43 @@ def test_native_kernels_build_and_serve_cpu_training(monkeypatch):
         layer(torch.rand(2, 5, 3, dtype=dtype)).sum().backward()
     assert calls == ["scan_forward", "scan_backward"] * 2  # one call each per sequence and dtype
     layer = ODERNNLayer("heun", "lstm", 3, 4).to(torch.bfloat16)
+    spec = fused_rnn.ScanSpec("lstm", StagePlan([(), (0,)], [True, True]), torch.zeros(2, 2, dtype=torch.float64),
+                              torch.full((2,), 0.5, dtype=torch.float64), 8)
     with pytest.raises(RuntimeError, match="native kernels asked for"):
-        fused_rnn.rk_scan("lstm", torch.rand(5, 2, 3, dtype=torch.bfloat16), *layer.cell.fused_params()[:1],
-                          torch.zeros(2, 2, dtype=torch.float64), torch.full((2,), 0.5, dtype=torch.float64),
-                          StagePlan([(), (0,)], [True, True]), 8, layer.cell.fused_params()[1], layer.workspace,
+        fused_rnn.rk_scan(spec, torch.rand(5, 2, 3, dtype=torch.bfloat16), layer.cell.fused_params(), layer.workspace,
                           native=True)
+
+
+def _raise(error: BaseException):
+    def fail(*args, **kwargs):
+        raise error
+    return fail
+
+
+def _no_ninja(monkeypatch):
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    monkeypatch.setitem(sys.modules, "ninja", None)  # `import ninja` fails
+
+
+@pytest.mark.parametrize("breaks", [
+    lambda mp: mp.setattr(cpp_extension, "load", _raise(RuntimeError("Error building extension 'x': c++: not found"))),
+    lambda mp: mp.setattr(cpp_extension, "load", _raise(PermissionError(13, "Permission denied", "/home/.cache"))),
+    lambda mp: mp.setattr(cpp_extension, "load", _raise(ImportError("x.so: undefined symbol: _ZN2at"))),
+    _no_ninja,
+], ids=["no-compiler", "unwritable-cache", "unloadable", "no-ninja"])
+def test_a_native_build_that_cannot_happen_falls_back_with_one_warning(breaks, monkeypatch):
+    """Issue 26: where the extension loader cannot build, the torch operations run, and one warning says why."""
+    monkeypatch.delenv("ODENETS_NATIVE", raising=False)
+    breaks(monkeypatch)
+    with pytest.warns(UserWarning, match=r"fused_rnn.cpp could not be built \(.+\); the recurrent cells run as torch"):
+        assert fused_rnn.native_kernels.__wrapped__() is None  # the uncached body: the build in use stays
+
+
+def test_a_bug_of_ours_in_the_native_build_is_a_traceback_not_advice(monkeypatch):
+    monkeypatch.delenv("ODENETS_NATIVE", raising=False)
+    monkeypatch.setattr(cpp_extension, "load", _raise(TypeError("load() got an unexpected keyword argument 'flags'")))
+    with pytest.raises(TypeError, match="unexpected keyword"):
+        fused_rnn.native_kernels.__wrapped__()
 
 
 EXTREMES = [-1e4, -100.0, -88.0, -87.5, -20.0, -9.0, -1.0, -0.3, -1e-3, -1e-6, 0.0, 1e-6, 1e-3, 0.3, 0.5, 3.0,
@@ -274,7 +309,7 @@ def test_native_activations_at_the_extremes(cell, torch_rnn, steps, dtype):
     with torch.no_grad():
         for p in [*layer.parameters(), *reference.parameters()]:
             p.zero_()
-        for w in (reference.weight_ih_l0, *layer.cell.fused_params()[0][:1]):
+        for w in (reference.weight_ih_l0, layer.cell.fused_params().w_in):
             w.copy_(torch.eye(gates * n, dtype=dtype))
     values = torch.tensor(EXTREMES, dtype=dtype)
     x = torch.stack([values.roll(r).repeat(gates) for r in range(gates + 1)])  # each value in every gate
@@ -292,37 +327,68 @@ def test_native_activations_at_the_extremes(cell, torch_rnn, steps, dtype):
 
 def test_the_block_and_the_scan_read_one_plan(cell_arithmetic, monkeypatch):
     """The stage plan is worked out once, by the layer's RKBlock: the scan forward and backward, and on CPU its
-    C++ loop, receive that very object."""
+    C++ loop, receive it in one spec, with the sequence's inputs and buffers as objects (read by name)."""
     layer = ODERNNLayer("rk4", "gru", 3, 4)
-    plans = []
+    calls = []
     if cell_arithmetic == "native":
         native = fused_rnn.native_kernels()
 
         class Spy:
             def scan_forward(self, *args):
-                plans.append(args[3])
+                calls.append(args)
                 return native.scan_forward(*args)
 
             def scan_backward(self, *args):
-                plans.append(args[3])
+                calls.append(args)
                 return native.scan_backward(*args)
 
         monkeypatch.setattr(fused_rnn, "native_kernels", Spy)
     else:
         steps, adjoint = fused_rnn._steps, fused_rnn._adjoint
-        monkeypatch.setattr(fused_rnn, "_steps", lambda *args: plans.append(args[1]) or steps(*args))
-        monkeypatch.setattr(fused_rnn, "_adjoint", lambda ctx, *args: plans.append(ctx.plan) or adjoint(ctx, *args))
+        monkeypatch.setattr(fused_rnn, "_steps", lambda *args: calls.append(args) or steps(*args))
+        monkeypatch.setattr(fused_rnn, "_adjoint", lambda *args: calls.append(args) or adjoint(*args))
     layer(X).sum().backward()
-    assert len(plans) == 2 and all(plan is layer.step.plan for plan in plans)
+    (spec, inputs, buffers, *_), (spec_back, inputs_back, buffers_back, *_) = calls
+    assert spec is spec_back and spec.plan is layer.step.plan and buffers is buffers_back
+    assert isinstance(inputs, fused_rnn.ScanInputs) and isinstance(inputs_back, fused_rnn.ScanInputs)
+    assert isinstance(buffers, fused_rnn.ScanBuffers) and inputs.w_hh is layer.cell.cell.weight_hh
     assert layer.step.plan.stages == 4 and layer.step.plan.single is None
 
 
 def test_a_plan_whose_lone_increment_is_not_weighted_1_is_refused():
-    cell = nn.LSTMCell(3, 4)
     hA, hb = torch.zeros(1, 1, dtype=torch.float64), torch.tensor([0.5], dtype=torch.float64)
     with pytest.raises(ValueError, match="increment is stage 0 alone, but its weight is 0.5"):
-        fused_rnn.rk_scan("lstm", X.transpose(0, 1), recurrent.input_map(cell), hA, hb, recurrent.EULER, 8,
-                          recurrent.recurrent_params(cell), fused_rnn.Workspace())
+        fused_rnn.ScanSpec("lstm", recurrent.EULER, hA, hb, 8)
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
+def test_a_gated_two_stage_scan_and_every_gradient_by_name(cell, cell_arithmetic):
+    """A gate on a two-stage step, where no stage alone is the increment (its sum gets a buffer of its own), against
+    the step written out and differentiated by autograd: y <- y + g_t (hb_0 k_0 + hb_1 k_1), k_0 = F(y, x_t),
+    k_1 = F(y + hA_10 k_0, x_t). The gradients of x, of the gate, of hA and hb and of the cell's weights each
+    reach the input of that name."""
+    transition = recurrent.TRANSITIONS[cell](3, 4)
+    S, T = transition.state_size, 6
+    x = torch.randn(T, 2, 3, requires_grad=True)
+    hA = torch.tensor([[0.0, 0.0], [0.7, 0.0]], requires_grad=True)
+    hb = torch.tensor([0.3, 0.6], requires_grad=True)
+    gate = torch.rand(T, S, requires_grad=True)
+    spec = fused_rnn.ScanSpec(transition.kernel, StagePlan(((), (0,)), (True, True)), hA, hb, S, gate=gate)
+    fused = fused_rnn.rk_scan(spec, x, transition.fused_params(), fused_rnn.Workspace())
+    y, hidden = torch.zeros(2, S), []
+    for t in range(T):
+        u = transition.inputs(x[t])
+        k0 = transition(y, u)
+        k1 = transition(y + hA[1, 0] * k0, u)
+        y = y + gate[t] * (hb[0] * k0 + hb[1] * k1)
+        hidden.append(y[:, :4])
+    written_out = torch.stack(hidden)
+    weights = torch.linspace(-1, 1, fused.numel()).reshape(fused.shape)
+    leaves = [x, gate, hA, hb, *transition.parameters()]
+    torch.testing.assert_close(fused, written_out, rtol=0, atol=1e-12)
+    for a, b in zip(torch.autograd.grad((fused * weights).sum(), leaves),
+                    torch.autograd.grad((written_out * weights).sum(), leaves), strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-12)
 
 
 def test_each_layer_keeps_its_own_buffers_for_the_next_sequence():

@@ -1,9 +1,8 @@
-"""Fast paths compute what the plain paths compute (issue 6), and the benchmark's measurements measure.
+"""Fast paths compute what the plain paths compute (issue 6).
 
 Batch-wise augmentation vs torchvision's per-image transforms (same distribution, same values),
 checkpointing, channels_last and torch.compile vs plain (same outputs and gradients, BatchNorm
-statistics updated once), a fixed-seed run with the fast paths vs without, and the measurement
-functions of `odenets.perf.bench`. No timings are asserted.
+statistics updated once), and a fixed-seed run with the fast paths vs without. No timings are asserted.
 """
 
 from __future__ import annotations
@@ -20,8 +19,7 @@ from torchvision.transforms import functional as TF
 from odenets.config import compose
 from odenets.data import augment, build_datamodule
 from odenets.models import create_model
-from odenets.perf import bench
-from odenets.perf.memory import LiveTensorPeak
+from odenets.perf.measure import SavedTensors
 from odenets.tasks.classification import ClassificationTask
 
 SIZE, PAD = 32, 4
@@ -134,7 +132,7 @@ def test_checkpointing_keeps_only_stage_inputs_for_backward():
     x, y = torch.randn(4, 3, 8, 8), torch.tensor([0, 1, 2, 3])
     saved = {}
     for name, net in ("plain", tiny()), ("checkpoint", tiny(checkpoint=True)):
-        with bench.SavedTensors(exclude=[*net.parameters(), *net.buffers()]) as counter:
+        with SavedTensors(exclude=[*net.parameters(), *net.buffers()]) as counter:
             F.cross_entropy(net(x), y)
         saved[name] = counter.bytes
     assert saved["checkpoint"] < 0.35 * saved["plain"]
@@ -169,76 +167,3 @@ def test_a_fixed_seed_run_has_the_same_losses_with_the_fast_paths(run_inprocess)
     for a, b in zip(plain["history"], fast["history"], strict=True):
         for key in ("train/loss", "test/loss", "train/acc", "test/acc"):
             assert a[key] == pytest.approx(b[key], abs=1e-5), key
-
-
-# -- the benchmark's measurements ----------------------------------------------------------------
-def test_saved_tensors_count_each_storage_once():
-    x = torch.randn(1000, requires_grad=True)
-    with bench.SavedTensors() as saved:
-        x.sin().sum() + x.cos().sum() + x[:10].sin().sum() + x[:10].exp().sum()  # x thrice, once as a view
-    assert saved.bytes == 1000 * 4 + 10 * 4  # x, and exp's output
-
-
-def test_saved_tensors_leave_out_what_exists_anyway():
-    net = torch.nn.Linear(100, 100, bias=False)
-    x = torch.randn(8, 100, requires_grad=True)
-    with bench.SavedTensors(exclude=[*net.parameters(), x]) as saved:
-        net(x).relu().sum()
-    assert saved.bytes == 8 * 100 * 4  # relu's output; the weight and x are saved too
-
-
-def test_live_tensor_peak_tracks_frees():
-    with LiveTensorPeak() as tracker:
-        a = torch.empty(1000)
-        b = torch.empty(1000)
-        del a
-        c = torch.empty(500)
-    assert tracker.peak == 8000 and b.numel() + c.numel() == 1500
-
-
-def test_memory_of_a_model_relative_to_itself_is_one():
-    s = bench.Settings(width=4, image=8, batch=2, rounds=1, overhead_steps=1, input_images=8, input_batches=1,
-                       matmul=8)
-    step = bench.train_step(bench.bench_config(["scheme=rk4", "depth=10"], s, "cpu"), s, "cpu")
-    first, again = bench.step_memory(step, "cpu"), bench.step_memory(step, "cpu")
-    assert first == again and all(first[k] / again[k] == 1 for k in first)
-    assert first["saved"] <= first["forward_peak"] <= first["peak"]
-
-
-def test_adjoint_section_compares_equal_tolerances_and_saves_less():
-    s = bench.Settings(width=4, image=8, batch=2, rounds=1, overhead_steps=1, input_images=8, input_batches=1,
-                       matmul=8, warmup=0)
-    rows = bench.bench_adjoint(s)["rows"]
-    assert [(r["method"], r["mode"]) for r in rows] == [(m, g) for m in bench.ADJOINT_METHODS
-                                                        for g in ("backprop", "adjoint")]
-    for backprop, adjoint in zip(rows[::2], rows[1::2], strict=True):
-        assert backprop["tol"] == adjoint["tol"] and backprop["memory_ratio"] == 1.0
-        assert adjoint["saved_mib"] < backprop["saved_mib"]  # the adjoint keeps no solver steps for backward
-    assert "| dopri5 " in bench.format_markdown({"meta": {"torch": "", "device": "cpu", "device_name": "", "threads": 1,
-                                                          "clock": "wall", "rounds": 1, "quick": True},
-                                                 "adjoint": {"rows": rows}})
-
-
-def test_interleave_rotates_and_ratios_are_medians_of_per_round_ratios():
-    calls = []
-    t = bench.interleave({"a": lambda: calls.append("a"), "b": lambda: calls.append("b")}, rounds=3, warmup=0)
-    assert calls == ["a", "b", "b", "a", "a", "b"] and all(len(v) == 3 for v in t.seconds.values())
-    t = bench.Timings({"a": [1.0, 2.0, 10.0], "b": [2.0, 2.0, 2.0]})
-    assert t.ratio("a", "b") == 1.0 and t.median("a") == 2.0
-
-
-def test_linear_fit():
-    slope, intercept, r2 = bench.linear_fit([10, 20, 30], [1.5, 2.5, 3.5])
-    assert (slope, intercept, r2) == pytest.approx((0.1, 0.5, 1.0))
-
-
-def test_tiny_benchmark_has_the_stable_keys():
-    s = bench.Settings(width=4, image=8, batch=2, rounds=1, overhead_steps=2, input_images=256, input_batches=1,
-                       matmul=16, warmup=0, depths=(30,), scaling_depths=(10, 18), input_batch=32)
-    results = bench.run(["overhead", "schemes", "utilisation"], s)
-    assert {"ratio", "lightning_step_s", "plain_step_s", "env", "target", "ok"} <= set(results["overhead"])
-    rows = {row["scheme"]: row for row in results["schemes"]["rows"]}
-    assert "skipped" in rows["rk4"] and rows["euler"]["memory_ratio"] == 1.0
-    assert {"time_ratio", "memory_ratio", "saved_mib", "peak_mib"} <= set(rows["rk8+checkpoint"])
-    assert results["utilisation"]["step_flops"] > 0 and {"device", "torch", "threads"} <= set(results["meta"])
-    assert "| overhead" in bench.format_markdown(results)

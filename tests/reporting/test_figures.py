@@ -1,6 +1,6 @@
 """Figures from stored inputs: ODE demos (HeunNet Fig. 1 against the reference values), landscapes
 on a tiny model, curves, time to accuracy and learning-rate robustness from fixture result.json
-files, and scripts/figures.py on fixture and empty run directories."""
+files, the forest plots of the claims tested, and scripts/figures.py on fixture and empty run directories."""
 
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ from odenets.models import create_model
 from odenets.provenance import imported_modules
 from odenets.reporting.figures import ode_demos, save
 from odenets.reporting.figures.curves import plot_curves, plot_time_to_accuracy, time_to_accuracy_rows
+from odenets.reporting.figures.forest import COLOURS, digest, forest_rows, plot_forest
 from odenets.reporting.figures.landscape import (
     compute_landscape,
     filter_normalized_direction,
@@ -31,8 +32,13 @@ from odenets.reporting.figures.landscape import (
     save_landscape,
 )
 from odenets.reporting.figures.lr_robustness import cell_text, lr_outcomes, plot_lr_robustness
+from odenets.reporting.figures.render import render_all
 from odenets.reporting.figures.runs import group_runs, provenance, run_label
-from odenets.results import best_of, load_runs, time_to_accuracy, write_result
+from odenets.reporting.published import Claim, load_table
+from odenets.reporting.speed import time_to_accuracy
+from odenets.reporting.stats import spread, welch
+from odenets.reporting.verdicts import Test, Verdict, adjust
+from odenets.results import best_of, load_runs, write_result
 
 
 # --------------------------------------------------------------------------- ODE demos
@@ -231,4 +237,65 @@ def test_figures_script_on_nothing_prints_the_commands(tmp_path):
     assert "missing horesnet_fig9: python train.py -m experiment=horesnet/lr_robustness" in missing
     assert "missing horesnet_fig4: python scripts/landscape.py --depth 18 --schemes euler,midpoint,rk4 " \
            "--dataset cifar10" in missing
-    assert len(missing) == 15 and (tmp_path / "figs" / "heunnet_fig1.pdf").is_file()
+    assert len(missing) == 17 and (tmp_path / "figs" / "heunnet_fig1.pdf").is_file()
+
+
+# --------------------------------------------------------------------------- forest plots of the verdicts
+def _tested(pairs: list[tuple[list[float], list[float]]], paper: list[float | None]) -> list[Verdict]:
+    """Verdicts of claims `better above worse` with these seeds, Holm-adjusted as one family."""
+    def test(a, b):
+        return Test((tuple(a), tuple(b)), (spread(a), spread(b)), welch(a, b), None)
+
+    return adjust([Verdict("heunnet", "t", Claim("a", "b", f"claim {i}"), "accuracy",
+                           (p, 0.0) if p is not None else (None, None), test(a, b), test(a, b))
+                   for i, ((a, b), p) in enumerate(zip(pairs, paper, strict=True))])
+
+
+def test_the_forest_plot_draws_each_claims_intervals_the_papers_difference_and_the_verdict():
+    verdicts = _tested([([1.0, 1.2, 1.1, 1.3], [0.2, 0.3, 0.25, 0.1]),  # supported
+                        ([0.1, 0.5, 0.3], [0.2, 0.4, 0.35]),  # inconclusive
+                        ([0.1, 0.2, 0.15], [0.9, 1.0, 1.05])], [0.5, None, 0.4])  # contradicted
+    rows = forest_rows(verdicts)
+    assert [r["verdict"] for r in rows] == ["supported", "inconclusive", "contradicted"]
+    ax = plot_forest(verdicts, "title").axes[0]
+    assert ax.get_xscale() == "linear"  # all within a few points
+    thick = [line for line in ax.lines if line.get_linewidth() == 5]
+    thin = [line for line in ax.lines if line.get_linewidth() == 1.2]
+    low, high = ax.get_xlim()
+    for y, (v, r) in enumerate(zip(verdicts, rows, strict=True)):
+        assert list(thick[y].get_xdata()) == pytest.approx(v.free.comparison.interval())
+        assert list(thick[y].get_ydata()) == [y, y] and thick[y].get_color() == COLOURS[r["verdict"]]
+        a, b = v.free.adjusted_interval()
+        assert list(thin[y].get_xdata()) == pytest.approx([max(a, low), min(b, high)])  # clipped at the axis
+        assert a <= v.free.comparison.low and b >= v.free.comparison.high  # equal at the last Holm step
+    assert not rows[0]["adjusted"][0] <= 0 <= rows[0]["adjusted"][1]  # decided: its thin bar clears zero
+    diamonds = [line for line in ax.lines if line.get_marker() == "D"]
+    assert [(d.get_xdata()[0], d.get_ydata()[0]) for d in diamonds] == [(0.5, 0), (0.4, 2)]
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["claim 0", "claim 1", "claim 2"]
+    assert digest(rows) != digest(forest_rows(verdicts[:2]))
+
+
+def test_the_forest_plot_is_symmetric_log_where_differences_span_many_points():
+    verdicts = _tested([([1.0, 1.2, 1.1], [0.2, 0.3, 0.25]), ([10.0, 90.0, 50.0], [80.0, 95.0, 99.0])], [None, None])
+    assert plot_forest(verdicts, "wide").axes[0].get_xscale() == "symlog"
+
+
+def test_make_figures_draws_a_forest_plot_per_paper_and_budget(tmp_path):
+    rows = {r.row: list(r.overrides) for r in load_table("heunnet_results").rows}
+    runs = tmp_path / "runs"
+    for seed, (heun, lstm) in enumerate([(0.986, 0.985), (0.987, 0.984), (0.988, 0.985)]):
+        for overrides, acc in ((rows["MNIST, HeunNet"], heun), (rows["MNIST, LSTM"], lstm)):
+            write_run(runs, [*overrides, f"seed={seed}"], [{"epoch": 1, "time/train_s": 1.0, "test/acc": acc}])
+    written, _ = render_all(tmp_path / "figures", load_runs(runs), [])
+    assert "verdicts_heunnet_paper" in {p.stem for p in written}
+    assert not any(p.stem.startswith(("verdicts_horesnet", "verdicts_rkcnn")) for p in written)  # no runs of theirs
+
+
+def test_a_forest_plot_without_runs_on_both_sides_says_so(recwarn):
+    """The report draws a paper's forest plot whenever it has claims; with no runs (all stale, left out) it says so."""
+    empty = Verdict("heunnet", "t", Claim("a", "b", "claim"), "accuracy", (None, None),
+                    Test(((), ()), (None, None), None, None), Test(((), ()), (None, None), None, None))
+    ax = plot_forest([empty], "empty").axes[0]
+    assert not forest_rows([empty]) and ax.get_ylim() == (0.5, -0.5)
+    assert [t.get_text() for t in ax.texts] == ["no claim has runs on both sides yet"]
+    assert not [w for w in recwarn if "singular" in str(w.message)]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -12,13 +13,7 @@ from omegaconf import OmegaConf
 from torch import nn
 
 from odenets.config import compose, compose_row
-from odenets.reporting.model_stats import (
-    count_flops,
-    count_params,
-    measure_memory,
-    row_stats,
-    table_stats,
-)
+from odenets.reporting.model_stats import count_params, row_stats, table_stats
 from odenets.reporting.published import load_table
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
@@ -31,22 +26,19 @@ FLOPS_EXCEPTIONS = {"ODE-Net (4th-order explicit)"}
 
 
 def built_rows(name: str) -> list[dict]:
-    return [r for r in load_table(name)["rows"] if r["overrides"]]
+    return [r for r in load_table(name).rows if r.overrides]
 
 
 def row_id(row: dict) -> str:
-    return row["row"]
+    return row.row
 
 
 @pytest.mark.parametrize("name", TABLES)
 def test_table_format(name):
     table = load_table(name)
-    assert {"paper", "table", "title", "source", "metric", "rows"} <= set(table)
-    assert table["paper"] == "rkcnn" and f"rkcnn_table{table['table']}" == name
-    for row in table["rows"]:
-        assert {"row", "overrides", "published", "note"} <= set(row) <= {"row", "overrides", "published", "note",
-                                                                          "seeds"}
-        assert row["overrides"] or row["note"], f"{row['row']}: no overrides and no note saying why"
+    assert table.paper == "rkcnn" and f"rkcnn_table{table.table}" == name and table.rows
+    for row in table.rows:
+        assert row.overrides or row.note, f"{row.row}: no overrides and no note saying why"
 
 
 PARAM_ROWS = [(name, row) for name in TABLES for row in built_rows(name)]
@@ -55,10 +47,10 @@ PARAM_ROWS = [(name, row) for name in TABLES for row in built_rows(name)]
 @pytest.mark.parametrize("name, row", PARAM_ROWS, ids=[f"{n}:{row_id(r)}" for n, r in PARAM_ROWS])
 def test_published_params(name, row):
     stats = row_stats(row, load_table(name), flops=False, memory=False)
-    if row["row"] in PARAMS_EXCEPTIONS:
+    if row.row in PARAMS_EXCEPTIONS:
         # the paper repeats CliqueNet (T=2)'s 57.55K; ours is that CliqueNet minus its 1,280 Stage-II parameters
-        assert "CliqueNet" in row["note"] and stats["paper_params"] == 57550
-        clique = next(r for r in load_table(name)["rows"] if r["row"] == "CliqueNet (T=2), k=32")
+        assert "CliqueNet" in row.note and stats["paper_params"] == 57550
+        clique = load_table(name).row_named("CliqueNet (T=2), k=32")
         assert row_stats(clique, load_table(name), flops=False, memory=False)["params"] - stats["params"] == 1280
     else:
         assert abs(stats["params_rel"]) <= 0.005, stats
@@ -66,26 +58,21 @@ def test_published_params(name, row):
 
 # FLOPs: SVHN rows are the CIFAR-10 models with dropout (the paper: same FLOPs), so they are skipped here.
 FLOP_ROWS = [(name, row) for name in TABLES for row in built_rows(name)
-             if (row["published"].get("flops") or row["published"].get("flops_min")) and "SVHN" not in row["row"]]
+             if (row.published.flops or row.published.flops_min) and "SVHN" not in row.row]
 
 
 @pytest.mark.parametrize("name, row", FLOP_ROWS, ids=[f"{n}:{row_id(r)}" for n, r in FLOP_ROWS])
 def test_published_flops(name, row):
     stats = row_stats(row, load_table(name), memory=False)
-    if row["published"].get("flops_min"):
-        assert stats["flops"] >= row["published"]["flops_min"]  # a lower bound: starters + >= 1 corrector
-    elif any(row["row"].startswith(e) for e in FLOPS_EXCEPTIONS):
+    if row.published.flops_min:
+        assert stats["flops"] >= row.published.flops_min  # a lower bound: starters + >= 1 corrector
+    elif any(row.row.startswith(e) for e in FLOPS_EXCEPTIONS):
         # the paper counts 8 f-evaluations per period; ours 9; with two steps (8 evaluations) we match
-        assert stats["flops"] > row["published"]["flops"] * 1.02 and "model.steps=2" in row["note"]
-        two = row_stats({**row, "overrides": [*row["overrides"], "model.steps=2"]}, load_table(name), memory=False)
+        assert stats["flops"] > row.published.flops * 1.02 and "model.steps=2" in row.note
+        two = row_stats(replace(row, overrides=(*row.overrides, "model.steps=2")), load_table(name), memory=False)
         assert abs(two["flops_rel"]) <= 0.02, two
     else:
         assert abs(stats["flops_rel"]) <= 0.02, stats
-
-
-def test_flops_convention():
-    """Two FLOPs per multiply-add: a 1x1 conv 2 -> 3 channels on 4x4 has 96 multiply-adds."""
-    assert count_flops(nn.Conv2d(2, 3, 1, bias=False), (1, 2, 4, 4)) == 2 * 2 * 3 * 16
 
 
 def test_table4_counts_round_to_the_paper():
@@ -107,13 +94,6 @@ def test_weights_count_leaves_out_norms_and_biases():
     model = nn.Sequential(nn.Conv2d(2, 3, 3), nn.BatchNorm2d(3), nn.Flatten(), nn.Linear(3, 4))
     assert count_params(model) == 54 + 3 + 6 + 12 + 4
     assert count_params(model, "weights") == 54 + 12
-
-
-def test_memory_is_peak_live_tensors_plus_parameters():
-    """conv -> relu -> conv on 1x1x8x8: input, two 4-channel maps alive at once, and the parameters."""
-    model = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.Conv2d(4, 4, 3, padding=1))
-    param_bytes = sum(p.numel() for p in model.parameters()) * 4
-    assert measure_memory(model, (1, 1, 8, 8)) == param_bytes + 4 * (64 + 2 * 4 * 64)
 
 
 def test_script_json_and_unknown_table(capsys):

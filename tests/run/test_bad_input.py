@@ -105,3 +105,16 @@ EXPERIMENTS = sorted(p.relative_to(CONF_DIR / "experiment").with_suffix("").as_p
 def test_every_experiment_and_budget_is_valid_input(experiment, budget):
     """The shipped recipes pass the same checks as user input (lists, nested values included)."""
     validate(compose([f"experiment={experiment}", f"budget={budget}"]))
+
+
+def test_a_submitit_signal_no_run_can_catch_is_one_line(monkeypatch, capsys, tmp_path):
+    monkeypatch.setattr(sys, "argv", ["train.py", f"paths.output_dir={tmp_path}", "epochs=1"])
+    monkeypatch.setenv("SUBMITIT_PREEMPT_SIGNAL", "SIGUSR2")  # submitit adds SIG itself
+    monkeypatch.delenv("HYDRA_FULL_ERROR", raising=False)
+    monkeypatch.delenv("ODENETS_TRACEBACK", raising=False)
+    with pytest.raises(SystemExit) as exit_info:
+        main()
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and err.strip().splitlines() == [
+        "error: SUBMITIT_PREEMPT_SIGNAL='SIGUSR2' is not a signal a run can catch; expected a name without SIG, "
+        "e.g. USR2, USR1, TERM, HUP"], err

@@ -146,8 +146,12 @@ def test_resume_after_a_torn_checkpoint_ends_like_an_uninterrupted_run(tmp_path,
 
 
 # --------------------------------------------------------------------------- 3. pre-emption
-@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGUSR1])
-def test_a_stop_signal_saves_the_step_and_the_rerun_ends_like_an_uninterrupted_run(tmp_path, uninterrupted, signum):
+@pytest.mark.parametrize("signum,submitit", [(signal.SIGTERM, None), (signal.SIGUSR1, None), (signal.SIGHUP, "HUP")])
+def test_a_stop_signal_saves_the_step_and_the_rerun_ends_like_an_uninterrupted_run(tmp_path, uninterrupted, signum,
+                                                                                   submitit, monkeypatch):
+    """SIGHUP is no stop signal of ours: it is one where submitit names it (`SUBMITIT_PREEMPT_SIGNAL=HUP`)."""
+    if submitit:
+        monkeypatch.setenv("SUBMITIT_PREEMPT_SIGNAL", submitit)
     out = tmp_path / "outputs"
     args = [f"paths.output_dir={out}", "checkpoint_every_n_steps=4", *STEPPED]
     proc = cli(*args, tmp_path=tmp_path, quick=False, popen=True)

@@ -39,14 +39,18 @@ def test_tensorboard_logs_test_acc_one_version_per_resume(tmp_path):
 
 
 def _search(name: str, *args: str, tmp_path) -> tuple:
-    """A three-trial search on the digits: its sweep directory and the trials' records."""
-    out = cli("-m", f"hparams_search={name}", "dataset=digits", "hydra.sweeper.n_trials=3", *args, tmp_path=tmp_path)
+    """A three-trial search on the digits (200 training images: 20 held out for validation): its sweep directory
+    and the trials' records."""
+    out = cli("-m", f"hparams_search={name}", "dataset=digits", "hydra.sweeper.n_trials=3", "dataset.subset=200",
+              *args, tmp_path=tmp_path)
     assert out.returncode == 0, out.stderr[-2000:]
     (sweep,) = (tmp_path / "outputs" / "searches").iterdir()
     records = [json.loads(p.read_text()) for p in sweep.glob("*/result.json")]
     assert len(records) == 3 and {r["status"] for r in records} == {"completed"}
+    assert {r["data"]["val_samples"] for r in records} == {20} and {r["data"]["sha256"] for r in records} == {
+        records[0]["data"]["sha256"]}  # every trial validates on the same held-out images
     best = yaml.safe_load((sweep / "optimization_results.yaml").read_text())
-    assert best["best_value"] == max(r["metrics"]["best"]["test/acc"] for r in records)  # the jobs' return values
+    assert best["best_value"] == max(r["metrics"]["best"]["val/acc"] for r in records)  # chosen on validation
     return sweep, records, best
 
 
@@ -67,11 +71,24 @@ def test_optuna_searches_the_extended_heun_alpha(tmp_path):
     assert set(best["best_params"]) == {"alpha", "optimizer.lr"}
 
 
-def test_a_search_config_adds_only_its_objective_and_heun_alpha_picks_its_scheme():
+def test_a_search_config_adds_only_its_objective_and_validation_split_and_heun_alpha_picks_its_scheme():
     search, plain = defining_config(compose(["hparams_search=lr_wd"])), defining_config(compose([]))
-    assert search.pop("optimized_metric") == "test/acc" and search == plain
+    assert search.pop("optimized_metric") == "val/acc" and search["dataset"].pop("val_fraction") == 0.1
+    assert search == plain
     cfg = compose(["experiment=heunnet/mnist", "hparams_search=heun_alpha"])
-    assert cfg.scheme.name == "heun_ext" and cfg.model.name == "ode_rnn" and cfg.optimized_metric == "test/acc"
+    assert cfg.scheme.name == "heun_ext" and cfg.model.name == "ode_rnn" and cfg.optimized_metric == "val/acc"
+    assert cfg.dataset.val_fraction == 0.1
+
+
+def test_an_objective_the_run_lacks_is_refused_naming_the_validation_split():
+    from odenets.errors import ConfigError
+    from odenets.train import _objective
+
+    record = {"status": "completed", "metrics": {"best": {"test/acc": 0.9, "val/acc": 0.8}}}
+    assert _objective("val/acc", record) == 0.8
+    with pytest.raises(ConfigError, match=r"optimized_metric='val/acc' is not a metric of this run \(val/ metrics "
+                                          r"need a validation split: dataset.val_fraction\); its metrics: test/acc"):
+        _objective("val/acc", {"status": "completed", "metrics": {"best": {"test/acc": 0.9}}})
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="on a CUDA machine gpu-check runs for real")

@@ -1,8 +1,10 @@
-"""Results you can trust (issue 11): provenance in result.json, stale runs, independent seed streams,
-keys that mean something, the learned-alpha stage count, and an installable package."""
+"""Results you can trust (issue 11): provenance in result.json (stale runs: tests/reporting/test_staleness.py),
+independent seed streams, keys that mean something, the learned-alpha stage count, and an installable package."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import re
 import subprocess
@@ -13,6 +15,8 @@ from pathlib import Path
 
 import pytest
 import torch
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
 from helpers import REPO, cli, results_under
 from odenets.config import CONF_DIR, compose, fingerprint, unused_keys
@@ -20,7 +24,9 @@ from odenets.data.base import EpochSampler
 from odenets.errors import ConfigError
 from odenets.models import create_model, list_models
 from odenets.models.horesnet import HOResNet
-from odenets.provenance import module_digest, stale_modules
+from odenets.provenance import module_digest
+from odenets.reporting.staleness import stale_modules
+from odenets.results import REPRODUCED
 from odenets.seeding import derive_seed
 
 
@@ -33,6 +39,9 @@ def test_result_json_says_where_its_numbers_come_from(run_inprocess):
     assert {"odenets.core.blocks", "odenets.models.horesnet", "odenets.run.training"} <= set(code["modules"])
     libraries = {"torch", "torchvision", "lightning", "hydra-core", "torchdiffeq", "wfdb", "numpy"}
     assert libraries <= set(record["packages"])
+    installed = record["environment"]["distributions"]  # every distribution, and a digest of the list
+    assert installed == sorted(installed) and {f"{n}=={record['packages'][n]}" for n in libraries} <= set(installed)
+    assert record["environment"]["sha256"] == hashlib.sha256("\n".join(installed).encode()).hexdigest()
     assert record["device"]["cpu"] and record["device"]["cpu_cores"] >= 1
     data = record["data"]
     assert data["dataset"] == "digits" and (data["train_samples"], data["test_samples"]) == (64, 32)
@@ -40,7 +49,7 @@ def test_result_json_says_where_its_numbers_come_from(run_inprocess):
     assert "logger=none" in record["overrides"] and stale_modules(record) == []
 
 
-def test_a_changed_module_makes_its_runs_stale(tmp_path):
+def test_a_module_digest_is_of_its_code(tmp_path):
     module = tmp_path / "m.py"
     module.write_text('"""Doc."""\n\nX = 1  # a comment\n')
     before = module_digest(module)
@@ -48,14 +57,7 @@ def test_a_changed_module_makes_its_runs_stale(tmp_path):
     os.utime(module, ns=(1, 1))
     assert module_digest(module) == before  # docstrings and comments are not code
     module.write_text('"""Doc."""\n\nX = 2\n')
-    assert module_digest(module) != before
-    record = {"code": {"modules": {"odenets.core.blocks": "0" * 16, "odenets.core.schemes": module_digest(
-        REPO / "src" / "odenets" / "core" / "schemes.py")}}}
-    assert stale_modules(record) == ["odenets.core.blocks"]
-    assert stale_modules({}) == ["(no code digests recorded)"]
-    # how a run is started, checked and recorded does not change its numbers
-    bookkeeping = {"odenets.run.lifecycle": "0" * 16, "odenets.run.validation": "1" * 16}
-    assert stale_modules({"code": {"modules": bookkeeping}}) == []
+    assert module_digest(module) != before  # what makes runs stale: tests/reporting/test_staleness.py
 
 
 def test_a_module_digest_covers_its_cpp_source(tmp_path):
@@ -101,26 +103,41 @@ def test_a_cpp_digest_ignores_indentation_and_comments(tmp_path):
                                                            "/* re-indented */\n" + source.read_text(), flags=re.M), 11)
 
 
-@pytest.mark.parametrize("model, changed, stale", [
-    ("horesnet", "odenets.core.fused_rnn", False),  # imported through the registry, never run
-    ("horesnet", "odenets.models.recurrent", False),
-    ("ode_rnn", "odenets.core.fused_rnn", True),
-    ("lstm", "odenets.models.recurrent", True),
-    ("horesnet", "odenets.core.blocks", True),
-    ("densenet", "odenets.models.rkcnn", True),  # a family that another family builds on
-    ("rkcnn", "odenets.models.densenet", False),
-    ("horesnet", "odenets.data.vision", True),  # not a model: every run depends on it
-])
-def test_a_run_depends_on_its_own_model_family_only(model, changed, stale):
-    """Every run imports every model family (the registry does); a change to a family it did not build
-    does not make it stale."""
-    import odenets.run.training  # noqa: F401  (imports the registry, so every family)
-    from odenets.provenance import imported_modules
+# --------------------------------------------------------------------------- the locked environment
+def locked() -> dict[str, str]:
+    """requirements.lock's pins, by normalised name."""
+    pins = {}
+    for line in (REPO / "requirements.lock").read_text().splitlines():
+        name, sep, version = line.split("#", 1)[0].strip().partition("==")
+        if sep:
+            pins[canonicalize_name(name)] = version
+    return pins
 
-    modules = {name: digest for name, digest in imported_modules().items() if name.startswith("odenets")}
-    assert {"odenets.core.fused_rnn", "odenets.models.horesnet", "odenets.models.rkcnn"} <= set(modules)
-    record = {"config": {"model": {"name": model}}, "code": {"modules": {**modules, changed: "0" * 16}}}
-    assert stale_modules(record) == ([changed] if stale else [])
+
+def test_the_lock_pins_the_versions_the_committed_records_were_made_with():
+    """Every library a committed record names ran at the version the lock pins (records of another environment
+    need a new lock); records that list their whole environment list the lock's."""
+    pins, records = locked(), [json.loads(p.read_text()) for p in sorted(REPRODUCED.rglob("*.json"))]
+    assert records and {"torch", "torchvision", "lightning", "hydra-core", "numpy"} <= set(pins)
+    for name in {n for r in records for n in r["packages"]} - {"python"}:
+        assert {r["packages"].get(name) for r in records} == {pins[canonicalize_name(name)]}, name
+    assert {".".join(r["packages"]["python"].split(".")[:2]) for r in records} == {"3.11"}  # the lock's CPython
+    lock = {f"{name}=={version}" for name, version in pins.items()}
+    for r in records:
+        if "environment" in r:
+            assert {d for d in r["environment"]["distributions"] if not d.startswith(("odenets==", "pip=="))} \
+                == lock, r["run_name"]
+
+
+def test_the_lock_satisfies_every_dependency_of_the_project():
+    from importlib import metadata
+
+    pins = locked()
+    for text in metadata.requires("odenets"):
+        requirement = Requirement(text)
+        if requirement.marker is None or requirement.marker.evaluate({"extra": "dev"}):
+            name = canonicalize_name(requirement.name)
+            assert name in pins and requirement.specifier.contains(pins[name]), (text, pins.get(name))
 
 
 # --------------------------------------------------------------------------- seeds

@@ -30,9 +30,11 @@ from pathlib import Path
 
 from hydra.core.singleton import Singleton
 from hydra.core.utils import JobReturn, JobStatus, filter_overrides
+from hydra.errors import HydraException
 from hydra_plugins.hydra_submitit_launcher import submitit_launcher
 from hydra_plugins.hydra_submitit_launcher.config import BaseQueueConf
 from omegaconf import OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 from submitit.core.utils import FailedJobError, UncompletedJobError
 from submitit.slurm.slurm import SlurmInfoWatcher, SlurmJob
 
@@ -102,8 +104,8 @@ class SlurmLauncher(submitit_launcher.SlurmLauncher):
                           overrides=list(overrides), finished=results.now())
             run_dir.mkdir(parents=True, exist_ok=True)
             results.write_result(run_dir, record)
-        except Exception as e:  # the report must not end the sweep
-            log.error("could not record the unfinished job %s: %s", overrides, e)
+        except (HydraException, OmegaConfBaseException, OSError) as e:  # composing its config, writing its record
+            log.error("could not record the unfinished job %s: %s", overrides, e)  # the report must not end the sweep
 
 
 class SqueueFallbackWatcher(SlurmInfoWatcher):

@@ -71,6 +71,11 @@ class RKBlock(nn.Module):
     def stages(self) -> int:
         return self.plan.stages
 
+    def learned_parameters(self) -> dict[str, nn.Parameter]:
+        """What the block learns besides its sub-nets: the tableau coefficients (`learned`, e.g. alpha) and, with
+        `learn_h`, the step size `h` (the "+2" of HO-ResNet's adaptive RK8 rows)."""
+        return {**self.learned, **({"h": self.h} if isinstance(self.h, nn.Parameter) else {})}
+
     def set_integration(self, scheme: Scheme | Mapping | str | None = None, substeps: int = 1) -> None:
         """Step with another tableau and/or in `substeps` sub-steps of h / substeps (test-time integration, Ott
         et al. 2021). Only a block whose stages share one F can: with separate sub-nets per stage (HO-ResNet),

@@ -9,10 +9,14 @@
 // projection u_t = x_t W_in^T and, backward, the gradients of W_in, the input bias and W_hh are formed per
 // time step while their operands are in cache, instead of over (T, B, gates) buffers.
 //
-// Same formulas and the same stage plan (`StagePlan`, passed in) as the torch-op path of `fused_rnn.py`, which
-// the tests compare with. float: exp by range reduction and a degree-6 polynomial (relative error below 2e-7),
+// Same formulas and the same stage plan (`StagePlan`) as the torch-op path of `fused_rnn.py`, which the tests
+// compare with. float: exp by range reduction and a degree-6 polynomial (relative error below 2e-7),
 // branch-free so the loops vectorise (built with -march=native by `fused_rnn.native_kernels`, once per CPU
 // type); double: std::exp and std::tanh, so float64 tests compare at round-off.
+//
+// The scan's objects are read by attribute, by the names Python gives them: its `ScanSpec` (cell, stage plan,
+// coefficients), its `ScanInputs` (x, the cell's parameters, the gate), its `ScanBuffers`, and `needed` (a
+// `ScanInputs` of flags); the gradients go back by those names.
 //
 // Formatted by clang-format -style="{BasedOnStyle: Google, IndentWidth: 4, ColumnLimit: 120, IncludeBlocks:
 // Preserve, AllowShortFunctionsOnASingleLine: All, PackConstructorInitializers: BinPack}".
@@ -24,6 +28,7 @@
 #include <bit>
 #include <cmath>
 #include <cstdint>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -246,18 +251,32 @@ Cell cell_named(const std::string& name) {
     return Cell::rnn;
 }
 
-// The step's coefficients hA and hb, and its stage plan (`odenets.core.stage_plan.StagePlan`, read as it is:
-// which stages each stage reads, which read it, which enter the step, and the one that alone is the increment).
-struct Tableau {
+Tensor tensor_or_undefined(const pybind11::object& o, const char* name) {  // None: undefined
+    const pybind11::object value = o.attr(name);
+    return value.is_none() ? Tensor() : value.cast<Tensor>();
+}
+
+// The scan's spec (`fused_rnn.ScanSpec`): the cell, the step's coefficients hA and hb (`A`, `b`, as numbers), and
+// its stage plan (`odenets.core.stage_plan.StagePlan`, read as it is: which stages each stage reads, which read
+// it, which enter the step, and the one that alone is the increment).
+struct Spec {
+    Cell cell;
     std::vector<std::vector<double>> A;
     std::vector<double> b;
     std::vector<std::vector<int64_t>> deps, users;
     std::vector<bool> outs;
     int64_t single;  // the stage whose k alone is the increment (h b = e_single), or -1
 
+    explicit Spec(const pybind11::object& spec) : Spec(spec, spec.attr("plan")) {}
+
+    bool reads(int64_t m, int64_t j) const { return std::find(deps[m].begin(), deps[m].end(), j) != deps[m].end(); }
+
+   private:
     // A and b may have more stages than the plan: trailing ones nothing reads (Verner 8(9)'s embedded pair).
-    Tableau(std::vector<std::vector<double>> A_, std::vector<double> b_, const pybind11::object& plan)
-        : A(std::move(A_)), b(std::move(b_)), deps(plan.attr("deps").cast<std::vector<std::vector<int64_t>>>()),
+    Spec(const pybind11::object& spec, const pybind11::object& plan)
+        : cell(cell_named(spec.attr("kernel").cast<std::string>())),
+          A(spec.attr("A").cast<std::vector<std::vector<double>>>()), b(spec.attr("b").cast<std::vector<double>>()),
+          deps(plan.attr("deps").cast<std::vector<std::vector<int64_t>>>()),
           users(plan.attr("users").cast<std::vector<std::vector<int64_t>>>()),
           outs(plan.attr("outs").cast<std::vector<bool>>()),
           single(plan.attr("single").is_none() ? -1 : plan.attr("single").cast<int64_t>()) {
@@ -265,11 +284,20 @@ struct Tableau {
         TORCH_CHECK(A.size() >= s && b.size() >= s && deps.size() == s && users.size() == s,
                     "odenets fused_rnn: tableau and stage plan sizes disagree");
     }
-
-    bool reads(int64_t m, int64_t j) const { return std::find(deps[m].begin(), deps[m].end(), j) != deps[m].end(); }
 };
 
-// Which gradients the backward forms (`fused_rnn.Needed`, read by name).
+// The scan's tensors (`fused_rnn.ScanInputs`): x (T B, F), the cell's parameters W_in (G, F), the input bias (G),
+// W_hh (G, n) and the GRU's b_hn (n), and the step's gate (T, S); undefined where None.
+struct Inputs {
+    Tensor x, w_in, bias, W, bias_n, gate;
+
+    explicit Inputs(const pybind11::object& o)
+        : x(o.attr("x").cast<Tensor>()), w_in(o.attr("w_in").cast<Tensor>()), bias(o.attr("bias").cast<Tensor>()),
+          W(o.attr("w_hh").cast<Tensor>()), bias_n(tensor_or_undefined(o, "b_hn")),
+          gate(tensor_or_undefined(o, "gate")) {}
+};
+
+// Which gradients the backward forms (`needed`: a `fused_rnn.ScanInputs` of flags, read by name).
 struct Needed {
     bool x, w_in, bias, hA, hb, gate, w_hh, b_hn;
 
@@ -377,22 +405,31 @@ void over_row_blocks(int64_t B, int64_t width, const Body& body) {
     });
 }
 
-void check(std::initializer_list<const Tensor*> tensors, const Tensor& like) {
-    for (const Tensor* t : tensors) {
-        TORCH_CHECK(
-            !t->defined() || (t->device().is_cpu() && t->is_contiguous() && t->scalar_type() == like.scalar_type()),
-            "odenets fused_rnn: expected contiguous CPU tensors of one dtype");
-    }
-}
-
-// The buffers of one sequence (`fused_rnn._RKScan`): Z (T + 1, s, B, S) with Z[t, 0] = y_t and Z[t, i] the
+// The buffers of one sequence (`fused_rnn.ScanBuffers`): Z (T + 1, s, B, S) with Z[t, 0] = y_t and Z[t, i] the
 // input of stage i; K (T, s, B, S) the increments; `saved` what the cell's backward reads (LSTM: i, f, g, o
 // and tanh(c'); GRU: h W_n^T + b_n, r, z, n; tanh RNN: nothing, it reads k); `inc` (T, B, S) the combined
 // increment of a gated step (Phased LSTM), unless one stage is the increment.
 struct Buffers {
     Tensor Z, K, inc;
     std::vector<Tensor> saved;
+
+    explicit Buffers(const pybind11::object& o)
+        : Z(o.attr("Z").cast<Tensor>()), K(o.attr("K").cast<Tensor>()), inc(tensor_or_undefined(o, "inc")),
+          saved(o.attr("saved").cast<std::vector<Tensor>>()) {}
 };
+
+// Every tensor of the scan (and `more`): contiguous, on the CPU, of x's dtype.
+void check(const Inputs& in, const Buffers& buf, std::initializer_list<const Tensor*> more = {}) {
+    std::vector<const Tensor*> tensors = {&in.x, &in.w_in, &in.bias, &in.W, &in.bias_n, &in.gate};
+    tensors.insert(tensors.end(), {&buf.Z, &buf.K, &buf.inc});
+    for (const Tensor& t : buf.saved) tensors.push_back(&t);
+    tensors.insert(tensors.end(), more);
+    for (const Tensor* t : tensors) {
+        TORCH_CHECK(
+            !t->defined() || (t->device().is_cpu() && t->is_contiguous() && t->scalar_type() == in.x.scalar_type()),
+            "odenets fused_rnn: expected contiguous CPU tensors of one dtype");
+    }
+}
 
 template <typename T>
 T* at_step(const Tensor& t, int64_t index) {  // the (B, width) block `index` of a (T, s, B, width) buffer
@@ -402,8 +439,9 @@ T* at_step(const Tensor& t, int64_t index) {  // the (B, width) block `index` of
 // Forward: every step y_{t+1} = y_t + sum_i hb_i k_i (gated: y_t + g_t * sum_i hb_i k_i), k_i = F(z_i, u_t),
 // z_i = y_t + sum_j hA_ij k_j, with u_t = x_t W_in^T (+ bias, inside the cell's loop). Fills Z, K, saved, inc.
 template <typename T>
-void forward_steps(Cell cell, const Tableau& tab, const Tensor& x2d, const Tensor& w_in, const Tensor& bias,
-                   const Tensor& W, const Tensor& bias_n, const Tensor& gate, const Buffers& buf) {
+void forward_steps(const Spec& spec, const Inputs& in, const Buffers& buf) {
+    const Cell cell = spec.cell;
+    const Tensor &x2d = in.x, &w_in = in.w_in, &bias = in.bias, &W = in.W, &bias_n = in.bias_n, &gate = in.gate;
     const int64_t steps = buf.K.size(0), s = buf.K.size(1), B = buf.K.size(2), S = buf.K.size(3);
     const int64_t n = W.size(1), G = W.size(0), Fd = x2d.size(1), BS = B * S;
     const bool gated = gate.defined();
@@ -430,11 +468,11 @@ void forward_steps(Cell cell, const Tableau& tab, const Tensor& x2d, const Tenso
             targets.clear();
             if (i == 0) {  // every later stage input, and the next state, start from y
                 for (int64_t m = 1; m < s; ++m)
-                    targets.push_back({zt + m * BS, T(tab.reads(m, 0) ? tab.A[m][0] : 0.0), true});
-                if (!gated) targets.push_back({next, T(tab.outs[0] ? tab.b[0] : 0.0), true});
+                    targets.push_back({zt + m * BS, T(spec.reads(m, 0) ? spec.A[m][0] : 0.0), true});
+                if (!gated) targets.push_back({next, T(spec.outs[0] ? spec.b[0] : 0.0), true});
             } else {
-                for (int64_t m : tab.users[i]) targets.push_back({zt + m * BS, T(tab.A[m][i]), false});
-                if (!gated && tab.outs[i]) targets.push_back({next, T(tab.b[i]), false});
+                for (int64_t m : spec.users[i]) targets.push_back({zt + m * BS, T(spec.A[m][i]), false});
+                if (!gated && spec.outs[i]) targets.push_back({next, T(spec.b[i]), false});
             }
             over_row_blocks(B, G, [&](int64_t r0, int64_t r1) {
                 if (cell == Cell::lstm)
@@ -447,11 +485,11 @@ void forward_steps(Cell cell, const Tableau& tab, const Tensor& x2d, const Tenso
             });
         }
         if (gated) {  // y + g_t * increment, g_t per unit (Phased LSTM's time gate)
-            const T* d = tab.single >= 0 ? kt + tab.single * BS : buf.inc.data_ptr<T>() + t * BS;
-            if (tab.single < 0) {
+            const T* d = spec.single >= 0 ? kt + spec.single * BS : buf.inc.data_ptr<T>() + t * BS;
+            if (spec.single < 0) {
                 src.clear(), coef.clear();
                 for (int64_t i = 0; i < s; ++i)
-                    if (tab.outs[i]) src.push_back(kt + i * BS), coef.push_back(T(tab.b[i]));
+                    if (spec.outs[i]) src.push_back(kt + i * BS), coef.push_back(T(spec.b[i]));
                 combine<T>(BS, src, coef, const_cast<T*>(d));
             }
             const T* g = gate.const_data_ptr<T>() + t * S;
@@ -461,13 +499,17 @@ void forward_steps(Cell cell, const Tableau& tab, const Tensor& x2d, const Tenso
     }
 }
 
+// Gradients by the names of `fused_rnn.ScanInputs`; undefined (None in Python) where not needed.
+using Gradients = std::map<std::string, Tensor>;
+
 // Backward: the adjoint of the same recursion, step by step in reverse. dk_i = hb_i dy' + sum_l hA_li dz_l,
 // dz_i = F'(z_i)^T dk_i, dy <- dy' + sum_i dz_i; the weight gradients accumulate per step. Returns the gradients
-// of x, W_in, the bias, hA, hb, the gate, W and b_hn (undefined where not needed; hA, hb in float64).
+// `needs` names (hA and hb in float64, shaped as they are).
 template <typename T>
-std::vector<Tensor> backward_steps(Cell cell, const Tableau& tab, const Tensor& d_hidden, const Tensor& x2d,
-                                   const Tensor& w_in, const Tensor& W, const Tensor& gate, const Buffers& buf,
-                                   const Needed& needs) {
+Gradients backward_steps(const Spec& spec, const Inputs& in, const Buffers& buf, const Tensor& d_hidden,
+                         const Needed& needs) {
+    const Cell cell = spec.cell;
+    const Tensor &x2d = in.x, &w_in = in.w_in, &W = in.W, &gate = in.gate;
     const int64_t steps = buf.K.size(0), s = buf.K.size(1), B = buf.K.size(2), S = buf.K.size(3);
     const int64_t n = W.size(1), G = W.size(0), Fd = x2d.size(1), BS = B * S;
     const auto opt = x2d.options();
@@ -482,7 +524,8 @@ std::vector<Tensor> backward_steps(Cell cell, const Tableau& tab, const Tensor& 
     if (needs.gate) d_gate = at::zeros({steps, S}, opt);
     if (needs.w_hh) d_W_t = at::zeros({n, G}, opt);
     if (needs.b_hn) d_bias_n = at::zeros({n}, opt);
-    std::vector<double> gA(s * s, 0.0), gb(s, 0.0);
+    const int64_t rows_A = static_cast<int64_t>(spec.A.size()), cols_A = static_cast<int64_t>(spec.A[0].size());
+    std::vector<double> gA(rows_A * cols_A, 0.0), gb(spec.b.size(), 0.0);
     T *dp = d_pre.data_ptr<T>(), *dup = d_u.data_ptr<T>(), *dzp = DZ.data_ptr<T>(), *dkp = DK.data_ptr<T>();
     T *dyp = dy.data_ptr<T>(), *dip = d_inc.data_ptr<T>(), *dsum = du_sum.data_ptr<T>();
     const T *Zp = buf.Z.const_data_ptr<T>(), *Kp = buf.K.const_data_ptr<T>(), *x = x2d.const_data_ptr<T>();
@@ -493,7 +536,7 @@ std::vector<Tensor> backward_steps(Cell cell, const Tableau& tab, const Tensor& 
         add_rows<T>(0, B, n, d_hidden.const_data_ptr<T>() + t * B * n, n, dyp, S, false);
         if (gated) {
             const T* g = gate.const_data_ptr<T>() + t * S;
-            const T* inc = tab.single >= 0 ? kt + tab.single * BS : buf.inc.const_data_ptr<T>() + t * BS;
+            const T* inc = spec.single >= 0 ? kt + spec.single * BS : buf.inc.const_data_ptr<T>() + t * BS;
             T* dg = needs.gate ? d_gate.data_ptr<T>() + t * S : nullptr;
             for (int64_t r = 0; r < B; ++r)
                 for (int64_t e = 0; e < S; ++e) {
@@ -503,10 +546,10 @@ std::vector<Tensor> backward_steps(Cell cell, const Tableau& tab, const Tensor& 
         }
         for (int64_t i = s - 1; i >= 0; --i) {
             const T* dk = dip;
-            if (i != tab.single) {  // dk_i = hb_i dy' + sum_l hA_li dz_l; the lone increment's is dy' itself
+            if (i != spec.single) {  // dk_i = hb_i dy' + sum_l hA_li dz_l; the lone increment's is dy' itself
                 src.clear(), coef.clear();
-                if (tab.outs[i]) src.push_back(dip), coef.push_back(T(tab.b[i]));
-                for (int64_t m : tab.users[i]) src.push_back(dzp + m * BS), coef.push_back(T(tab.A[m][i]));
+                if (spec.outs[i]) src.push_back(dip), coef.push_back(T(spec.b[i]));
+                for (int64_t m : spec.users[i]) src.push_back(dzp + m * BS), coef.push_back(T(spec.A[m][i]));
                 combine<T>(BS, src, coef, dkp + i * BS);
                 dk = dkp + i * BS;
             }
@@ -530,10 +573,10 @@ std::vector<Tensor> backward_steps(Cell cell, const Tableau& tab, const Tensor& 
         }
         if (needs.hA)
             for (int64_t m = 0; m < s; ++m)
-                for (int64_t j : tab.deps[m]) gA[m * s + j] += dot<T>(BS, dzp + m * BS, kt + j * BS);
+                for (int64_t j : spec.deps[m]) gA[m * cols_A + j] += dot<T>(BS, dzp + m * BS, kt + j * BS);
         if (needs.hb)
             for (int64_t i = 0; i < s; ++i)
-                if (tab.outs[i]) gb[i] += dot<T>(BS, dip, kt + i * BS);
+                if (spec.outs[i]) gb[i] += dot<T>(BS, dip, kt + i * BS);
         if (needs.w_hh) d_W_t.addmm_(mat(zt, s * B, n, S).t(), mat(dp, s * B, G, G));  // while d_pre[t] is in cache
         if (needs.b_hn) add_column_sums<T>(s * B, n, dp + 2 * n, G, d_bias_n.data_ptr<T>());  // b_hn: the n-gate block
         const T* du_t = s > 1 ? dsum : dup;
@@ -547,52 +590,38 @@ std::vector<Tensor> backward_steps(Cell cell, const Tableau& tab, const Tensor& 
         for (int64_t i = 0; i < s; ++i) add_rows<T>(0, B, S, dzp + i * BS, S, dyp, S, false);
     }
     const auto f64 = at::TensorOptions().dtype(at::kDouble);
-    return {d_x,
-            needs.w_in ? d_w_in_t.t() : Tensor(),
-            d_bias,
-            needs.hA ? at::tensor(gA, f64).view({s, s}) : Tensor(),
-            needs.hb ? at::tensor(gb, f64) : Tensor(),
-            d_gate,
-            needs.w_hh ? d_W_t.t() : Tensor(),
-            d_bias_n};
+    return {{"x", d_x},
+            {"w_in", needs.w_in ? d_w_in_t.t() : Tensor()},
+            {"bias", d_bias},
+            {"w_hh", needs.w_hh ? d_W_t.t() : Tensor()},
+            {"b_hn", d_bias_n},
+            {"hA", needs.hA ? at::tensor(gA, f64).view({rows_A, cols_A}) : Tensor()},
+            {"hb", needs.hb ? at::tensor(gb, f64) : Tensor()},
+            {"gate", d_gate}};
 }
 
-Buffers buffers(const Tensor& Z, const Tensor& K, std::vector<Tensor> saved, const c10::optional<Tensor>& inc) {
-    return {Z, K, inc.value_or(Tensor()), std::move(saved)};
+// Fills `buffers` (a `fused_rnn.ScanBuffers`) for the `spec` and `inputs` (`fused_rnn.ScanSpec`, `ScanInputs`).
+void scan_forward(const pybind11::object& spec, const pybind11::object& inputs, const pybind11::object& buffers) {
+    const Spec sp(spec);
+    const Inputs in(inputs);
+    const Buffers buf(buffers);
+    check(in, buf);
+    AT_DISPATCH_FLOATING_TYPES(in.x.scalar_type(), "odenets_scan_forward",
+                               [&] { forward_steps<scalar_t>(sp, in, buf); });
 }
 
-// `plan`: the `StagePlan`; `params`: W_hh (G, H), then the GRU's b_hn; `gate` and `inc` may be None.
-void scan_forward(const std::string& cell, std::vector<std::vector<double>> A, std::vector<double> b,
-                  const pybind11::object& plan, const Tensor& x2d, const Tensor& w_in, const Tensor& bias,
-                  const std::vector<Tensor>& params, const c10::optional<Tensor>& gate, const Tensor& Z,
-                  const Tensor& K, const std::vector<Tensor>& saved, const c10::optional<Tensor>& inc) {
-    const Tableau tab(std::move(A), std::move(b), plan);
-    const Buffers buf = buffers(Z, K, saved, inc);
-    const Tensor g = gate.value_or(Tensor()), bias_n = params.size() > 1 ? params[1] : Tensor();
-    check({&x2d, &w_in, &bias, &params[0], &bias_n, &g, &Z, &K, &buf.inc}, x2d);
-    for (const auto& t : saved) check({&t}, x2d);
-    AT_DISPATCH_FLOATING_TYPES(x2d.scalar_type(), "odenets_scan_forward", [&] {
-        forward_steps<scalar_t>(cell_named(cell), tab, x2d, w_in, bias, params[0], bias_n, g, buf);
-    });
-}
-
-// `needed`: `fused_rnn.Needed`, which gradients to form.
-std::vector<Tensor> scan_backward(const std::string& cell, std::vector<std::vector<double>> A, std::vector<double> b,
-                                  const pybind11::object& plan, const Tensor& d_hidden, const Tensor& x2d,
-                                  const Tensor& w_in, const std::vector<Tensor>& params,
-                                  const c10::optional<Tensor>& gate, const Tensor& Z, const Tensor& K,
-                                  const std::vector<Tensor>& saved, const c10::optional<Tensor>& inc,
-                                  const pybind11::object& needed) {
-    const Tableau tab(std::move(A), std::move(b), plan);
+// The gradients `needed` names (a `fused_rnn.ScanInputs` of flags), by name, from what `scan_forward` left in
+// `buffers` and the gradient of the hidden states (T, B, H).
+Gradients scan_backward(const pybind11::object& spec, const pybind11::object& inputs, const pybind11::object& buffers,
+                        const Tensor& d_hidden, const pybind11::object& needed) {
+    const Spec sp(spec);
+    const Inputs in(inputs);
+    const Buffers buf(buffers);
     const Needed needs(needed);
-    const Buffers buf = buffers(Z, K, saved, inc);
-    const Tensor g = gate.value_or(Tensor());
-    check({&d_hidden, &x2d, &w_in, &params[0], &g, &Z, &K, &buf.inc}, x2d);
-    for (const auto& t : saved) check({&t}, x2d);
-    std::vector<Tensor> grads;
-    AT_DISPATCH_FLOATING_TYPES(x2d.scalar_type(), "odenets_scan_backward", [&] {
-        grads = backward_steps<scalar_t>(cell_named(cell), tab, d_hidden, x2d, w_in, params[0], g, buf, needs);
-    });
+    check(in, buf, {&d_hidden});
+    Gradients grads;
+    AT_DISPATCH_FLOATING_TYPES(in.x.scalar_type(), "odenets_scan_backward",
+                               [&] { grads = backward_steps<scalar_t>(sp, in, buf, d_hidden, needs); });
     return grads;
 }
 

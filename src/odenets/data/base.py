@@ -7,6 +7,14 @@ slice of the same permutation (the DistributedSampler contract: equal-sized shar
 dropped for training; evaluation shards are disjoint and cover every sample once). Batches are
 moved to the training device first and transformed there (`on_after_batch_transfer`), so image
 augmentation runs batch-wise on the GPU when training on one.
+
+`val_fraction` holds out part of the training split as a validation split (`hold_out`): for classes,
+stratified by class (scikit-learn's `train_test_split`, ceil(fraction x n) samples) and drawn from the fixed
+`odenets.seeding.SPLIT_SEED`, so every run seed and every model validates on the same samples. It is taken
+after `subset`: the fraction is of the samples the run would otherwise train on (a smoke-sized subset gets a
+smoke-sized validation split) and, for a given subset, the same for every arm. The validation loop then serves
+two dataloaders, validation (index 0) and test (1); without a validation split it serves the test split alone,
+as before.
 """
 
 from __future__ import annotations
@@ -17,7 +25,8 @@ import lightning as L
 import torch
 from torch import Tensor
 
-from odenets.seeding import generator
+from odenets.errors import ConfigError
+from odenets.seeding import SPLIT_SEED, derive_seed, generator
 
 
 @dataclass
@@ -30,6 +39,9 @@ class Split:
 
     def head(self, n: int | None) -> Split:
         return self if n is None else Split(self.x[:n], self.y[:n])
+
+    def take(self, idx: Tensor) -> Split:
+        return Split(self.x[idx], self.y[idx])
 
 
 class EpochSampler:
@@ -98,20 +110,23 @@ class TensorDataModule(L.LightningDataModule):
     """Base class: subclasses implement `load()` returning the (train, test) splits as tensors.
 
     Keyword arguments are the `conf/dataset/*.yaml` keys; those a subclass does not use are
-    ignored by it. `subset` / `test_subset` keep the first N samples (smoke budgets).
+    ignored by it. `subset` / `test_subset` keep the first N samples (smoke budgets); `val_fraction`
+    holds out that fraction of the (subset) training split for validation (`hold_out`; null: none).
     """
 
     task = "classification"
     class_names: tuple[str, ...] | None = None  # named classes get per-class recall and a confusion matrix
 
     def __init__(self, name: str, root: str = "data", batch_size: int = 128, eval_batch_size: int = 512,
-                 subset: int | None = None, test_subset: int | None = None, seed: int = 0, **options) -> None:
+                 subset: int | None = None, test_subset: int | None = None, val_fraction: float | None = None,
+                 seed: int = 0, **options) -> None:
         super().__init__()
         self.name, self.root = name, root
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
-        self.subset, self.test_subset, self.seed = subset, test_subset, seed
+        self.subset, self.test_subset, self.val_fraction, self.seed = subset, test_subset, val_fraction, seed
         self.options = options
         self.train: Split | None = None
+        self.val: Split | None = None
         self.test: Split | None = None
         self._train_batches: TensorBatches | None = None
 
@@ -127,6 +142,20 @@ class TensorDataModule(L.LightningDataModule):
         """Arguments of the task's LightningModule that come from the data."""
         return {"num_classes": self.options["num_classes"], "class_names": self.class_names}
 
+    def validation_indices(self, train: Split) -> Tensor:
+        """Which training samples `hold_out` holds out: ceil(val_fraction x n), stratified by class, drawn from
+        the fixed split seed. A data module without classes overrides this."""
+        from sklearn.model_selection import train_test_split
+
+        labels = train.y.numpy()
+        try:
+            _, held = train_test_split(range(len(labels)), test_size=self.val_fraction, stratify=labels,
+                                       random_state=derive_seed(SPLIT_SEED, "validation") % 2**32)
+        except ValueError as e:  # fewer held-out samples than classes, or a class of one sample
+            raise ConfigError(f"dataset.val_fraction={self.val_fraction} cannot hold out a stratified validation "
+                              f"split of {len(labels)} training samples ({e}); raise it or the subset") from None
+        return torch.tensor(sorted(held), dtype=torch.long)
+
     # -- Lightning hooks ---------------------------------------------------------------------
     def prepare_data(self) -> None:
         """Downloads (rank 0 only); `load()` must then find the files without downloading."""
@@ -138,7 +167,18 @@ class TensorDataModule(L.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         if self.train is None:
             train, test = self.load()
-            self.train, self.test = train.head(self.subset), test.head(self.test_subset)
+            self.train, self.val = self.hold_out(train.head(self.subset))
+            self.test = test.head(self.test_subset)
+
+    def hold_out(self, train: Split) -> tuple[Split, Split | None]:
+        """(what is trained on, the validation split): `train` itself and None without `val_fraction`; else
+        the samples of `validation_indices` held out, both parts in their original order."""
+        if self.val_fraction is None:
+            return train, None
+        held = self.validation_indices(train)
+        kept = torch.ones(len(train), dtype=torch.bool)
+        kept[held] = False
+        return train.take(kept.nonzero().flatten()), train.take(held)
 
     def _world(self) -> tuple[int, int]:
         trainer = self.trainer
@@ -150,11 +190,19 @@ class TensorDataModule(L.LightningDataModule):
         self._train_batches = TensorBatches(self.train, self.batch_size, sampler)
         return self._train_batches
 
-    def val_dataloader(self) -> TensorBatches:
+    def eval_loader(self, split: Split):
+        """Batches of an evaluation split; under DDP each rank evaluates its own contiguous shard."""
         rank, world = self._world()
-        return TensorBatches(self.test, self.eval_batch_size, EpochSampler(len(self.test), False, 0, rank, world))
+        return TensorBatches(split, self.eval_batch_size, EpochSampler(len(split), False, 0, rank, world))
 
-    test_dataloader = val_dataloader
+    def val_dataloader(self):
+        """What each epoch evaluates: the test split, after the validation split when there is one."""
+        if self.val is None:
+            return self.eval_loader(self.test)
+        return [self.eval_loader(self.val), self.eval_loader(self.test)]
+
+    def test_dataloader(self):
+        return self.eval_loader(self.test)
 
     def augmentation_generator(self, device: torch.device) -> torch.Generator:
         """The stream of this training batch's augmentation draws: a function of (seed, epoch, rank, batch)."""

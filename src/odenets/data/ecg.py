@@ -27,6 +27,8 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import tokenize
+import zipfile
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from fractions import Fraction
@@ -101,7 +103,8 @@ def build_record(path: Path, params: BeatParams) -> RecordBeats:
 
     try:
         record, ann = wfdb.rdrecord(str(path)), wfdb.rdann(str(path), "atr")
-    except Exception as e:  # wfdb's own errors on a truncated .dat are cryptic broadcasting failures
+    except (OSError, ValueError, LookupError, TypeError) as e:  # wfdb on missing, truncated or garbled files
+        # (found by damaging each file; on a truncated .dat its errors are cryptic broadcasting failures)
         raise ConfigError(f"record {path}: the WFDB files are unreadable, truncated or corrupt "
                           f"({type(e).__name__}: {e}); delete them to download again") from None
     if not path.with_suffix(".atr").read_bytes().endswith(b"\0\0"):  # MIT annotation files end with 0x0000
@@ -157,15 +160,23 @@ def _write_cache(file: Path, beats: RecordBeats, source: str) -> None:
         log.warning("mitbih: beats not cached (%s)", e)
 
 
+# What np.load raises on a missing, truncated or garbled .npz (found by damaging one): its zip reader's and its
+# .npy header parser's errors.
+CACHE_ERRORS = (OSError, ValueError, LookupError, EOFError, NotImplementedError, zipfile.BadZipFile,
+                tokenize.TokenError)
+
+
 def _read_cache(file: Path, source: str, params: BeatParams) -> RecordBeats | None:
     """The cached beats, or None if absent, stale (other source files) or corrupt."""
     try:
         with np.load(file) as z:
-            beats = RecordBeats(x=z["x"], y=z["y"], annotated=z["annotated"], lead=str(z["lead"]),
-                                skipped=json.loads(str(z["skipped"])))
-            ok = str(z["source"]) == source and str(z["digest"]) == _digest(beats.x, beats.y, beats.annotated)
-    except Exception:  # missing, truncated or garbled: any failure to read means rebuild
+            stored = {k: z[k] for k in ("x", "y", "annotated", "lead", "skipped", "source", "digest")}
+        skipped = json.loads(str(stored["skipped"]))
+    except CACHE_ERRORS:  # missing, truncated or garbled: rebuild
         return None
+    beats = RecordBeats(x=stored["x"], y=stored["y"], annotated=stored["annotated"], lead=str(stored["lead"]),
+                        skipped=skipped)
+    ok = str(stored["source"]) == source and str(stored["digest"]) == _digest(beats.x, beats.y, beats.annotated)
     return beats if ok and beats.x.shape == (len(beats.y), params.length) else None
 
 
@@ -254,11 +265,11 @@ class MITBIHDataModule(TensorDataModule):
         missing = self._missing(names)
         if names and not missing:
             return
-        try:
-            import wfdb
+        import wfdb
 
+        try:
             wfdb.dl_database("mitdb", dl_dir=str(self.records_dir), records=missing or "all", annotators=["atr"])
-        except Exception as e:
+        except (OSError, ValueError) as e:  # no network, a server error (requests' and wfdb's are OSErrors)
             reason = (str(e).splitlines() or [type(e).__name__])[0]
             what = f"records {', '.join(missing)} not" if missing else "no records"
             raise ConfigError(f"mitbih: {what} found in {self.records_dir} (expected <record>.hea/.dat/.atr) and "
@@ -285,16 +296,12 @@ class MITBIHDataModule(TensorDataModule):
         every = _stack(beats, list(beats))
         order = torch.randperm(len(every), generator=torch.Generator().manual_seed(self.split_seed))
         n_test = round(self.test_fraction * len(every))
-        return _take(every, order[n_test:]), _take(every, order[:n_test])
+        return every.take(order[n_test:]), every.take(order[:n_test])
 
 
 def _stack(beats: dict[str, RecordBeats], names: list[str]) -> Split:
     return Split(torch.from_numpy(np.concatenate([beats[r].x for r in names])),
                  torch.from_numpy(np.concatenate([beats[r].y for r in names])))
-
-
-def _take(split: Split, idx: torch.Tensor) -> Split:
-    return Split(split.x[idx], split.y[idx])
 
 
 class MITBIHCSVDataModule(TensorDataModule):

@@ -7,6 +7,10 @@ split in time: the first `train_fraction` of the samples train, the rest test.
   sample that follows; every window whose target lies in the training part is used.
 - `test/loss`: the mean squared error of the same one-step prediction for the targets in the test part
   (true inputs; `train/loss` likewise on the training part).
+- With `val_fraction`, the last ceil(val_fraction x n) training windows (their targets the latest samples of
+  the training part, just before the test part) are held out, in time as the test part is: `val/loss` is the
+  one-step error there. Random windows would not do: neighbours share all but one value. The free run
+  stays a test metric.
 - Generation: from the seed window (the `window` samples just before the test part) the model
   runs free, each prediction appended to its input window, for `horizon` steps (default: to the
   end of the wave; a longer horizon continues the true sine beyond it).
@@ -63,6 +67,14 @@ class SineDataModule(TensorDataModule):
 
     def load(self) -> tuple[Split, Split]:
         return self._windows(self.window, self.n_train), self._windows(self.n_train, self.n_samples)
+
+    def validation_indices(self, train: Split) -> torch.Tensor:
+        """The last ceil(val_fraction x n) windows in time (see the module docstring)."""
+        held = math.ceil(self.val_fraction * len(train) - 1e-9)
+        if not 1 <= held < len(train):
+            raise ConfigError(f"dataset.val_fraction={self.val_fraction} holds out {held} of {len(train)} training "
+                              f"windows; at least one must remain on each side")
+        return torch.arange(len(train) - held, len(train))
 
     def task_kwargs(self) -> dict:
         """The free run: seed window, true continuation, their times, and the accuracy tolerance."""

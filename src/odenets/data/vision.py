@@ -10,6 +10,7 @@ served by `TensorDataModule`. `pipeline: torchvision` instead serves the same da
 
 from __future__ import annotations
 
+import pickle
 from pathlib import Path
 
 import numpy as np
@@ -24,23 +25,41 @@ from odenets.data.base import Split, TensorDataModule
 from odenets.errors import ConfigError
 
 
+class _Unreadable(Exception):
+    """torchvision could not read (or download) a dataset's files; the cause is its own error."""
+
+
+# What a torchvision dataset class raises on missing, truncated or garbled files or a failed download (found by
+# damaging each format's files): RuntimeError (not found, MD5), OSError (.mat, network), TypeError and ValueError
+# (idx header), LookupError and pickle's errors (CIFAR batches), EOFError.
+READ_ERRORS = (RuntimeError, OSError, TypeError, ValueError, LookupError, EOFError, pickle.UnpicklingError)
+
+
+def _read(cls, *args, **kwargs):
+    """`cls(*args, **kwargs)`, a torchvision dataset; only its own reading errors become `_Unreadable`."""
+    try:
+        return cls(*args, **kwargs)
+    except READ_ERRORS as e:
+        raise _Unreadable() from e
+
+
 def _cifar(cls):
     def load(root: Path, train: bool, download: bool, extra: bool) -> Split:
-        ds = cls(str(root), train=train, download=download)
+        ds = _read(cls, str(root), train=train, download=download)
         return Split(torch.from_numpy(ds.data).permute(0, 3, 1, 2).contiguous(), torch.tensor(ds.targets))
     return load
 
 
 def _svhn(root: Path, train: bool, download: bool, extra: bool) -> Split:
     splits = (["train", "extra"] if extra else ["train"]) if train else ["test"]
-    parts = [datasets.SVHN(str(root / "svhn"), split=s, download=download) for s in splits]
+    parts = [_read(datasets.SVHN, str(root / "svhn"), split=s, download=download) for s in splits]
     return Split(torch.cat([torch.from_numpy(p.data) for p in parts]),
                  torch.cat([torch.from_numpy(p.labels.astype(np.int64)) for p in parts]))
 
 
 def _idx(cls):
     def load(root: Path, train: bool, download: bool, extra: bool) -> Split:
-        ds = cls(str(root), train=train, download=download)
+        ds = _read(cls, str(root), train=train, download=download)
         return Split(ds.data.unsqueeze(1).contiguous(), ds.targets.clone())
     return load
 
@@ -56,11 +75,13 @@ SOURCES = {
 
 
 def _load(name: str, root: Path, train: bool, download: bool, extra: bool = False) -> Split:
-    """One split through torchvision; missing or corrupt files become one clear ConfigError."""
+    """One split through torchvision; missing or corrupt files become one clear ConfigError (a failure of our
+    own conversion to tensors is a bug, and keeps its traceback)."""
     loader, expected = SOURCES[name]
     try:
         return loader(root, train, download, extra)
-    except Exception as e:
+    except _Unreadable as unreadable:
+        e = unreadable.__cause__
         if download:
             reason = (str(e).splitlines() or [type(e).__name__])[0]
             raise ConfigError(f"{name}: files not found under {root} (expected {expected}) and the download "
@@ -176,10 +197,8 @@ class VisionDataModule(TensorDataModule):
     def train_dataloader(self):
         return self._loader(self.train, True) if self.pipeline == "torchvision" else super().train_dataloader()
 
-    def val_dataloader(self):
-        return self._loader(self.test, False) if self.pipeline == "torchvision" else super().val_dataloader()
-
-    test_dataloader = val_dataloader
+    def eval_loader(self, split: Split):
+        return self._loader(split, False) if self.pipeline == "torchvision" else super().eval_loader(split)
 
 
 class _PILDataset(torch.utils.data.Dataset):

@@ -45,7 +45,7 @@ import torch
 from torch import Tensor, nn
 
 from odenets.core.blocks import RKBlock
-from odenets.core.fused_rnn import Workspace, rk_scan
+from odenets.core.fused_rnn import CellParams, ScanSpec, Workspace, rk_scan
 from odenets.core.schemes import Scheme
 from odenets.core.stage_plan import StagePlan
 from odenets.errors import ConfigError
@@ -137,9 +137,9 @@ class TanhTransition(nn.Module):
     def inputs(self, x: Tensor) -> Tensor:
         return self.input_map(x)
 
-    def fused_params(self) -> tuple[tuple[Tensor, Tensor], tuple[Tensor, ...]]:
-        """(input weight, bias) and the recurrent parameters, as `rk_scan` takes them."""
-        return (self.input_map.weight, self.input_map.bias), (self.recurrent.weight,)
+    def fused_params(self) -> CellParams:
+        """The parameters as `rk_scan` takes them."""
+        return CellParams(self.input_map.weight, self.input_map.bias, self.recurrent.weight)
 
     def forward(self, h: Tensor, u: Tensor) -> Tensor:
         return torch.tanh(self.recurrent(h) + u)
@@ -157,8 +157,8 @@ class CellIncrement(nn.Module):
     def inputs(self, x: Tensor) -> Tensor:
         return x
 
-    def fused_params(self) -> tuple[tuple[Tensor, Tensor], tuple[Tensor, ...]]:
-        return input_map(self.cell), recurrent_params(self.cell)
+    def fused_params(self) -> CellParams:
+        return cell_params(self.cell)
 
     def forward(self, s: Tensor, x: Tensor) -> Tensor:
         if self.kernel == "lstm":
@@ -167,21 +167,16 @@ class CellIncrement(nn.Module):
         return self.cell(x, s) - s
 
 
-def input_map(cell: nn.LSTMCell | nn.GRUCell) -> tuple[Tensor, Tensor]:
-    """The input half of a torch cell's gates, u = x W_ih^T + b, as (W_ih, b): b = b_ih + b_hh (GRU: b_hn
-    stays inside r * (.), as torch computes it). `rk_scan` computes u for all t at once."""
+def cell_params(cell: nn.LSTMCell | nn.GRUCell) -> CellParams:
+    """A torch cell's parameters as `rk_scan` takes them: the input half of its gates, u = x W_ih^T + b with
+    b = b_ih + b_hh (`rk_scan` computes u for all t at once), W_hh, and the GRU's b_hn, which stays inside
+    r * (.) as torch computes it (so b holds only b_ih for the n gate)."""
     bias = cell.bias_ih + cell.bias_hh
     if isinstance(cell, nn.GRUCell):
         n = cell.hidden_size
         bias = torch.cat([bias[:2 * n], cell.bias_ih[2 * n:]])
-    return cell.weight_ih, bias
-
-
-def recurrent_params(cell: nn.LSTMCell | nn.GRUCell) -> tuple[Tensor, ...]:
-    """What `odenets.core.fused_rnn` kernels take besides u: W_hh, and the GRU's b_hn."""
-    if isinstance(cell, nn.GRUCell):
-        return cell.weight_hh, cell.bias_hh[2 * cell.hidden_size:]
-    return (cell.weight_hh,)
+        return CellParams(cell.weight_ih, bias, cell.weight_hh, cell.bias_hh[2 * n:])
+    return CellParams(cell.weight_ih, bias, cell.weight_hh)
 
 
 TRANSITIONS = {
@@ -232,9 +227,10 @@ class ODERNNLayer(nn.Module):
         if self.fused:
             _, hA, hb = self.step.coefficients()
             x = x.transpose(0, 1)  # time-major, as rk_scan reads it
-            inputs, params = F.fused_params()
-            hidden = rk_scan(F.kernel, x if n == 1 else x.repeat_interleave(n, dim=0), inputs, coefficient_tensor(hA),
-                             coefficient_tensor(hb), self.step.plan, self.state_size, params, self.workspace)
+            params = F.fused_params()
+            x = x if n == 1 else x.repeat_interleave(n, dim=0)
+            spec = ScanSpec(F.kernel, self.step.plan, coefficient_tensor(hA), coefficient_tensor(hb), self.state_size)
+            hidden = rk_scan(spec, x, params, self.workspace)
             return (hidden if n == 1 else hidden[n - 1::n]).transpose(0, 1)
         s = x.new_zeros(x.shape[0], self.state_size)
         hidden = []
@@ -290,9 +286,10 @@ class PhasedLSTMLayer(nn.Module):
         """(B, T, F) -> (B, T, H)."""
         k = self.time_gate(torch.arange(x.shape[1], dtype=x.dtype, device=x.device))
         if self.fused:
-            return rk_scan("lstm", x.transpose(0, 1), input_map(self.cell), coefficient_tensor([[0.0]]),
-                           coefficient_tensor([1.0]), EULER, 2 * self.cell.hidden_size, recurrent_params(self.cell),
-                           self.workspace, gate=torch.cat([k, k], dim=1)).transpose(0, 1)
+            params = cell_params(self.cell)
+            spec = ScanSpec("lstm", EULER, coefficient_tensor([[0.0]]), coefficient_tensor([1.0]),
+                            2 * self.cell.hidden_size, gate=torch.cat([k, k], dim=1))
+            return rk_scan(spec, x.transpose(0, 1), params, self.workspace).transpose(0, 1)
         h = c = x.new_zeros(x.shape[0], self.cell.hidden_size)
         hidden = []
         for t in range(x.shape[1]):

@@ -6,15 +6,16 @@ Each table row names the Hydra overrides that build (and train) it; the model is
   weights and other non-normalisation, non-bias parameters (learned step sizes), compared with the
   paper's `params + params_extra`. A count matches within 0.5% or when it rounds to the paper's
   figure at the table's `params_precision`.
-* FLOPs: `torch.utils.flop_counter.FlopCounterMode` on a batch-1 forward in eval mode, 2 per
-  multiply-add of convolutions and matrix products (as the paper: pre-act ResNet k=32 on MNIST is
-  8.43M). The model is built on the meta device unless its forward depends on values (ODE solvers),
-  then on the CPU. A match is within 2%, or at least `flops_min` where the paper gives a lower bound.
-* memory (rows where the paper gives one): one image through the model under `torch.no_grad()`. On
-  CPU, the peak bytes of live tensors, tracked after every aten op by a TorchDispatchMode (the input
-  and all intermediates; excludes kernel-internal scratch), plus parameter and buffer bytes; on CUDA,
-  `torch.cuda.max_memory_allocated`. The paper's figures are whole-process GPU memory, CUDA context
-  (several hundred MiB) included, so only differences between its rows are comparable.
+* FLOPs (`odenets.perf.measure.inference_flops`): `torch.utils.flop_counter.FlopCounterMode` on a batch-1
+  forward in eval mode, 2 per multiply-add of convolutions and matrix products (as the paper: pre-act
+  ResNet k=32 on MNIST is 8.43M). The model is built on the meta device unless its forward depends on
+  values (ODE solvers), then on the CPU. A match is within 2%, or at least `flops_min` where the paper
+  gives a lower bound.
+* memory (rows where the paper gives one; `odenets.perf.measure.inference_memory`): one image through the
+  model under `torch.no_grad()`. On CPU, the peak bytes of live tensors, tracked after every aten op by a
+  TorchDispatchMode (the input and all intermediates; excludes kernel-internal scratch), plus parameter and
+  buffer bytes; on CUDA, `torch.cuda.max_memory_allocated`. The paper's figures are whole-process GPU
+  memory, CUDA context (several hundred MiB) included, so only differences between its rows are comparable.
 """
 
 from __future__ import annotations
@@ -22,23 +23,21 @@ from __future__ import annotations
 import torch
 from omegaconf import DictConfig
 from torch import nn
-from torch.utils.flop_counter import FlopCounterMode
 
 from odenets.config import compose_row
 from odenets.errors import ConfigError
+from odenets.formatting import markdown_grid
 from odenets.models import build_model
 from odenets.models import count_params as count_trainable
-from odenets.perf.memory import peak_tracker
-from odenets.reporting.published import load_table
-from odenets.reporting.stats import markdown_grid
+from odenets.perf.measure import MiB, inference_flops, inference_memory, inference_memory_method
+from odenets.reporting.published import Row, Table, load_table
 
 PARAMS_TOLERANCE, FLOPS_TOLERANCE = 0.005, 0.02
-MiB = 2**20
 _NORMS = (nn.modules.batchnorm._NormBase, nn.GroupNorm, nn.LayerNorm)
 _WEIGHTED = (nn.modules.conv._ConvNd, nn.Linear)
 
 
-# --------------------------------------------------------------------------- measurements
+# --------------------------------------------------------------------------- parameters
 def count_params(model: nn.Module, mode: str = "all") -> int:
     """Trainable parameters (`all`) or only weights (`weights`: no normalisation parameters, no biases)."""
     if mode not in ("all", "weights"):
@@ -52,31 +51,6 @@ def count_params(model: nn.Module, mode: str = "all") -> int:
         elif isinstance(m, _WEIGHTED) and m.bias is not None:
             skip.add(id(m.bias))
     return sum(p.numel() for p in model.parameters() if p.requires_grad and id(p) not in skip)
-
-
-def count_flops(model: nn.Module, input_shape: tuple[int, ...]) -> int:
-    """FLOPs (2 per multiply-add) of one eval-mode forward of an input of `input_shape`, on the model's device."""
-    param = next(model.parameters())
-    model.eval()
-    with torch.no_grad(), FlopCounterMode(display=False) as counter:
-        model(torch.randn(input_shape, device=param.device, dtype=param.dtype))
-    return counter.get_total_flops()
-
-
-def measure_memory(model: nn.Module, input_shape: tuple[int, ...], device: str = "cpu") -> int:
-    """Bytes to infer one input: parameters and buffers plus the peak of the tensors the forward allocates."""
-    model = model.to(device).eval()
-    state = sum(t.numel() * t.element_size() for t in (*model.parameters(), *model.buffers()))
-    with torch.no_grad(), peak_tracker(device) as tracker:
-        model(torch.randn(input_shape, device=device))  # the input counts too
-    return state + tracker.peak
-
-
-def memory_method(device: str = "cpu") -> str:
-    if torch.device(device).type == "cuda":
-        return "torch.cuda.max_memory_allocated over a batch-1 no_grad forward (no CUDA context)"
-    return ("CPU: peak bytes of live tensors after each aten op of a batch-1 no_grad forward, plus parameter and "
-            "buffer bytes")
 
 
 # --------------------------------------------------------------------------- rows
@@ -96,47 +70,47 @@ def _rel(ours: float | None, paper: float | None) -> float | None:
     return None if ours is None or not paper else ours / paper - 1
 
 
-def row_stats(row: dict, table: dict, flops: bool = True, memory: bool = True, device: str = "cpu") -> dict:
+def row_stats(row: Row, table: Table, flops: bool = True, memory: bool = True, device: str = "cpu") -> dict:
     """Ours beside the paper's for one table row: params, FLOPs and (where published) memory."""
-    pub = row.get("published") or {}
-    paper_params = None if pub.get("params") is None else pub["params"] + pub.get("params_extra", 0)
-    paper_flops, paper_flops_min = pub.get("flops"), pub.get("flops_min")
-    out = {"row": row["row"], "params": None, "paper_params": paper_params, "params_rel": None, "params_ok": None,
+    pub = row.published
+    paper_params = None if pub.params is None else pub.params + (pub.params_extra or 0)
+    paper_flops, paper_flops_min = pub.flops, pub.flops_min
+    out = {"row": row.row, "params": None, "paper_params": paper_params, "params_rel": None, "params_ok": None,
            "flops": None, "paper_flops": paper_flops, "paper_flops_min": paper_flops_min, "flops_rel": None,
            "flops_ok": None}
-    if "memory_mib" in pub:
-        out.update(memory_mib=None, paper_memory_mib=pub["memory_mib"])
-    out["note"] = row.get("note")
-    if not row.get("overrides"):
+    if pub.lists("memory_mib"):
+        out.update(memory_mib=None, paper_memory_mib=pub.memory_mib)
+    out["note"] = row.note
+    if not row.overrides:
         return out
 
-    cfg = compose_row(row["overrides"])
+    cfg = compose_row(list(row.overrides))
     model, shape = build(cfg, "meta"), input_shape(cfg)
-    out["params"] = count_params(model, table.get("params_count", "all"))
+    out["params"] = count_params(model, table.params_count)
     out["params_rel"] = _rel(out["params"], paper_params)
     if paper_params:
-        precision = table.get("params_precision")
+        precision = table.params_precision
         rounds = precision and round(out["params"] / precision) * precision == paper_params
         out["params_ok"] = abs(out["params_rel"]) <= PARAMS_TOLERANCE or bool(rounds)
     if flops and shape is not None:
         try:
-            out["flops"] = count_flops(model, shape)
+            out["flops"] = inference_flops(model, shape)
         except (RuntimeError, NotImplementedError):  # value-dependent control flow: measure for real
             if paper_flops is not None or paper_flops_min is not None:
-                out["flops"] = count_flops(build(cfg, device), shape)
+                out["flops"] = inference_flops(build(cfg, device), shape)
         out["flops_rel"] = _rel(out["flops"], paper_flops)
         if out["flops"] is not None and paper_flops is not None:
             out["flops_ok"] = abs(out["flops_rel"]) <= FLOPS_TOLERANCE
         elif out["flops"] is not None and paper_flops_min is not None:
             out["flops_ok"] = out["flops"] >= paper_flops_min
-    if memory and shape is not None and pub.get("memory_mib") is not None:
-        out["memory_mib"] = measure_memory(build(cfg, device), shape, device) / MiB
+    if memory and shape is not None and pub.memory_mib is not None:
+        out["memory_mib"] = inference_memory(build(cfg, device), shape, device) / MiB
     return out
 
 
 def table_stats(name: str, flops: bool = True, memory: bool = True, device: str = "cpu") -> list[dict]:
     table = load_table(name)
-    return [row_stats(row, table, flops, memory, device) for row in table["rows"]]
+    return [row_stats(row, table, flops, memory, device) for row in table.rows]
 
 
 # --------------------------------------------------------------------------- text output
@@ -150,7 +124,7 @@ def _pct(x: float | None, ok: bool | None) -> str:
 
 def format_table(name: str, stats: list[dict], device: str = "cpu") -> str:
     """Our params/FLOPs/memory beside the paper's, with the relative difference (! outside tolerance), as a
-    Markdown table (`odenets.reporting.stats.markdown_grid`), then the rows' notes."""
+    Markdown table (`odenets.formatting.markdown_grid`), then the rows' notes."""
     table = load_table(name)
     has_memory = any("paper_memory_mib" in s for s in stats)
     columns = ["row", "params", "paper", "diff", "FLOPs (M)", "paper", "diff"] + (["mem MiB", "paper"] if has_memory
@@ -166,12 +140,12 @@ def format_table(name: str, stats: list[dict], device: str = "cpu") -> str:
         rows.append(row)
         if s["note"]:
             notes.append(f"- {s['row']}: {s['note']}")
-    lines = [f"{table.get('source', name)}: {table.get('title', '')}",
+    lines = [f"{table.source}: {table.title}",
              "params: " + ("conv/linear weights + other non-norm, non-bias parameters"
-                           if table.get("params_count") == "weights" else "trainable parameters")
+                           if table.params_count == "weights" else "trainable parameters")
              + "; FLOPs: torch FlopCounterMode, batch 1, 2 per multiply-add (>= marks a published lower bound)"]
     if has_memory:
-        lines.append(f"memory: {memory_method(device)}; the paper's GPU figures include the CUDA context")
+        lines.append(f"memory: {inference_memory_method(device)}; the paper's GPU figures include the CUDA context")
     lines += ["", markdown_grid(rows, columns), "", "! = outside 0.5% (params; unless equal at the paper's rounding) "
               "or 2% (FLOPs)", *(["", "Notes:", *notes] if notes else [])]
     return "\n".join(lines)

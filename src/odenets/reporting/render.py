@@ -1,10 +1,13 @@
 """One rendering of a table, written out as Markdown, CSV, LaTeX and HTML (and the README's block).
 
 `grid(t)` lays a rendered table out once: a row's label (with the numbers of its footnotes), then per
-quantity ours / paper / Δ, then the provenance of its runs in columns (n, mean ± sample std, epochs or
-steps, the budget's note, commit). Each shown cell carries a hover text (where its number comes from: runs
-with their directories and commits, a count, a measurement), which HTML shows as a tooltip. Long notes and
-the commands that fill missing cells become numbered footnotes under the table. Every format is that grid.
+quantity ours / paper / Δ (a result: our mean ± sample std over the n seeds, the paper's number saying what it
+is, and our mean less the paper's mean where it gives one, else its number), then the provenance of its runs in
+columns (our best seed where the paper's number is a best of runs, the selection-free value, epochs or steps, the
+budget's note, commit). Each shown cell carries a hover text (where its number comes from: runs with their
+directories and commits, a count, a measurement, what the paper's number is), which HTML shows as a tooltip. Long
+notes and the commands that fill missing cells become numbered footnotes under the table. Every format is that
+grid. `verdict_grid` lays out the claims tested (`odenets.reporting.verdicts`).
 """
 
 from __future__ import annotations
@@ -15,30 +18,51 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
+from odenets.formatting import markdown_grid
 from odenets.reporting.cells import QUANTITIES, RESULTS, Cell
-from odenets.reporting.stats import markdown_grid
-from odenets.reporting.verdicts import Verdict
+from odenets.reporting.published import Table
+from odenets.reporting.stats import Spread
+from odenets.reporting.verdicts import ALPHA, Verdict
 from odenets.results import commits, get
 
 MISSING = "—"
-PROVENANCE = ("n", "mean ± std", "epochs", "budget note", "commit")
+BEST_OF = "best of n"
+PROVENANCE = (BEST_OF, "selection-free", "epochs", "budget note", "commit")
 UNTRAINED = ("not trained", "not built here")
-VERDICT_LEGEND = ("sign: supported / contradicted when the 95% Welch interval of the difference of our means (in "
-                  "the claim's direction) lies above / below 0, else inconclusive; size: whether the paper's own "
-                  "difference lies inside that interval; seeds to decide: per side, for 80% power (two-sided 5%) at "
-                  "the observed difference and spread; p (perm.): a permutation test of the same difference, a check "
-                  "with few seeds; STALE: runs of code that has changed since (their rerun is pending), shown only where "
-                  "no run of the current code covers the row")
+VERDICT_LEGEND = (
+    "Δ: the difference of our means in the claim's direction, of the selection-free values (each seed's test value "
+    "at its validation-best epoch, or its last epoch's: no epoch chosen on the test set), with Welch's 95% "
+    "interval; p: Welch's two-sided p-value; p (Holm): adjusted within the paper's claims of this budget (one family "
+    "per paper, over the claims with two or more seeds a side); verdict: supported / contradicted when the Holm "
+    f"p is below {ALPHA} and our difference is positive / negative, else inconclusive; size: whether the paper's "
+    "own difference lies inside our Holm-adjusted interval (Welch's at the level of the claim's Holm step); seeds "
+    f"to decide: per side, for 80% power at the observed difference and spread, two-sided at {ALPHA} / m (m claims "
+    "in the family); p (perm.): a permutation test of the same difference, a check on Welch's normal assumption "
+    "with few seeds; protocol: the papers' protocol, each seed's best test value over epochs (the last epoch's "
+    "where the row says so), tested the same way in its own family, ≠ where its verdict differs; STALE: runs of "
+    "code that has changed since (their rerun is pending), shown only where no run of the current code covers "
+    "the row")
 
 
 @dataclass
 class RenderedTable:
-    name: str
-    title: str
+    table: Table
     budget: str
     quantities: list[str]
     rows: list[tuple[str, dict[str, Cell], str | None]] = field(default_factory=list)  # (row, cells, note)
     verdicts: list[Verdict] = field(default_factory=list)
+
+    @property
+    def name(self) -> str:
+        return self.table.name
+
+    @property
+    def title(self) -> str:
+        return self.table.title
+
+    @property
+    def paper(self) -> str:
+        return self.table.paper
 
 
 @dataclass(frozen=True)
@@ -88,18 +112,45 @@ def epochs_or_steps(runs: Sequence[dict]) -> str:
     return "/".join(str(int(e)) for e in sorted(e for e in ends if e is not None)) or MISSING
 
 
-def provenance_columns(c: Cell | None) -> list[Shown]:
-    """n, mean ± std, epochs, the budget's note, commit of a result cell's runs."""
+def _mean_std(s: Spread | None) -> str:
+    if s is None:
+        return MISSING
+    return f"{s.mean:.2f} ± {s.std:.2f}" if s.n > 1 else f"{s.mean:.2f}"
+
+
+def _ours(q: str, c: Cell) -> str:
+    """A result cell's mean ± std (n); any other cell's value."""
+    return f"{_mean_std(c.spread)} (n={c.spread.n})" if c.spread else _fmt(q, c.ours)
+
+
+def _paper(q: str, c: Cell) -> Shown:
+    text = (">" if c.paper_is_bound else "") + _fmt(q, c.paper)
+    r = c.reported if q in RESULTS and c.paper is not None else None
+    said = [f"best of {r.n or 'several'}"] if r and r.best_of_runs else []
+    said += [f"mean {c.paper_spread}"] if c.paper_spread else []
+    return Shown(text + (f" ({'; '.join(said)})" if said else ""),
+                 f"the paper's number: {r.describe()} ({r.quote})" if r else "")
+
+
+def provenance_columns(c: Cell | None, best_of: bool) -> list[Shown]:
+    """Our best seed (`best_of`: where the paper's number is its best run's), the selection-free values, epochs, the
+    budget's note, commit of a result cell's runs."""
+    shown = PROVENANCE if best_of else PROVENANCE[1:]
     if c is None or not c.runs:
-        return [Shown(MISSING, c.left_out if c else "")] + [Shown(MISSING)] * (len(PROVENANCE) - 1)
-    s, runs = c.spread, c.runs
+        return [Shown(MISSING, c.left_out if c else "")] + [Shown(MISSING)] * (len(shown) - 1)
+    runs = c.runs
     stale = sum(bool(r.get("stale_modules")) for r in runs)
     dirs = "\n".join(r.get("run_dir", "") for r in runs)
     commit = commits(runs, label=False) + (f" (STALE: {stale})" if stale else "")
-    return [Shown(str(s.n), c.left_out), Shown(f"{s.mean:.2f} ± {s.std:.2f}" if s.n > 1 else MISSING,
-                                                 "sample std over seeds"),
-            Shown(epochs_or_steps(runs)), Shown(str(get(runs[0], "config.budget.note") or "")),
-            Shown(commit, dirs)]
+    best = c.reported is not None and c.reported.best_of_runs and c.paper is not None
+    out = [Shown(f"{c.spread.best:.2f}" if best else MISSING,
+                 f"our best of the {c.spread.n} seeds, beside the paper's best of its runs" if best else "")] \
+        if best_of else []
+    return out + [Shown(_mean_std(c.free), "each seed's test value at its validation-best epoch, or its last "
+                                           "epoch's (what the verdicts test); mean ± sample std" + (
+                                               f"; {c.left_out}" if c.left_out else "")),
+                  Shown(epochs_or_steps(runs)), Shown(str(get(runs[0], "config.budget.note") or "")),
+                  Shown(commit, dirs)]
 
 
 def grid(t: RenderedTable, quantities: Sequence[str] | None = None, trained_only: bool = False) -> Grid:
@@ -107,12 +158,14 @@ def grid(t: RenderedTable, quantities: Sequence[str] | None = None, trained_only
     cell) select what the README's block shows."""
     quantities = list(quantities or t.quantities)
     results = [q for q in quantities if q in RESULTS]
+    shown_rows = [(row, cells, note) for row, cells, note in t.rows
+                  if not trained_only or any(q in cells and cells[q].source not in UNTRAINED for q in results)]
+    result_cells = [next((cells[q] for q in results if q in cells), None) for _, cells, _ in shown_rows]
+    best_of = any(c is not None and c.reported is not None and c.reported.best_of_runs for c in result_cells)
     columns = ["Row"] + [f"{QUANTITIES[q].label} {part}" for q in quantities for part in ("ours", "paper", "Δ")]
-    columns += list(PROVENANCE) if results else []
+    columns += list(PROVENANCE if best_of else PROVENANCE[1:]) if results else []
     out = Grid(columns, [], [], [], [])
-    for row, cells, note in t.rows:
-        if trained_only and not any(q in cells and cells[q].source not in UNTRAINED for q in results):
-            continue
+    for (row, cells, note), result in zip(shown_rows, result_cells, strict=True):
         label = row
         if note:
             out.notes.append(f"{row}: {note}")
@@ -120,23 +173,28 @@ def grid(t: RenderedTable, quantities: Sequence[str] | None = None, trained_only
         shown = [Shown(label)]
         for q in quantities:
             c = cells.get(q, Cell())
-            ours = _fmt(q, c.ours)
+            ours = _ours(q, c)
             if c.ours is None and c.command:
                 if c.command not in out.commands:
                     out.commands.append(c.command)
                 ours += f" [{_letter(out.commands.index(c.command))}]"
-            paper = (">" if c.paper_is_bound else "") + _fmt(q, c.paper) + \
-                (f" ({c.paper_spread})" if c.paper_spread else "")
-            shown += [Shown(ours, c.source), Shown(paper, "the paper's mean ± std over its runs in brackets"
-                                                   if c.paper_spread else ""), Shown(_diff(q, c))]
+            shown += [Shown(ours, c.source), _paper(q, c), Shown(_diff(q, c))]
         if results:
-            shown += provenance_columns(next((cells[q] for q in results if q in cells), None))
+            shown += provenance_columns(result, best_of)
         out.rows.append(shown)
     sources = sorted({c.source for _, cells, _ in t.rows for q, c in cells.items()
                       if q in quantities and c.source and c.source != "runs"})
     if results:
-        out.legend.append(f"ours: the best seed's best test value over epochs (or the last epoch's, where a note says "
-                          f"so); mean ± sample std over the n seeds; runs of budget {t.budget}")
+        out.legend.append(f"ours: mean ± sample std over the n seeds of each seed's best test value over epochs (the "
+                          f"papers' protocol; the last epoch's where a note says so), runs of budget {t.budget}; Δ: "
+                          f"our mean less the paper's mean over its runs where it gives one, else its number; "
+                          f"selection-free: the same seeds' test value at the validation-best epoch, or the last "
+                          f"epoch's (what the verdicts test)" + (f"; {BEST_OF}: our best seed, where the paper's "
+                                                                 f"number is the best of its runs" if best_of else ""))
+        if t.table.reports is not None:
+            out.legend.append(f"paper: {t.table.reports.describe()} (\"{t.table.reports.quote}\")"
+                              + ("; some rows say otherwise (their hover text)" if any(
+                                  r.reports is not None for r in t.table.rows) else ""))
     if sources:
         out.legend.append("other cells: " + "; ".join(sources))
     if any(c.agrees is not None for _, cells, _ in t.rows for c in cells.values()):
@@ -156,25 +214,37 @@ def footer(g: Grid) -> list[str]:
 
 
 def verdict_grid(verdicts: Sequence[Verdict]) -> Grid:
-    """Claim, the paper's numbers, ours (mean ± std, n), the difference with its interval, and the verdicts."""
-    columns = ["claim", "paper (better / worse)", "ours: better", "ours: worse", "Δ [95% CI]", "p (perm.)", "sign",
-               "size", "seeds to decide"]
+    """Claim, the paper's numbers, ours (mean ± std, n), the difference with its interval, the p-values (Welch's,
+    Holm-adjusted, permutation), the verdicts, the seeds to decide, and the papers' protocol beside."""
+    columns = ["claim", "paper (better / worse)", "ours: better", "ours: worse", "Δ [95% CI]", "p", "p (Holm)",
+               "p (perm.)", "verdict", "size", "seeds to decide", "protocol: Δ", "protocol: verdict"]
     rows = []
     for v in verdicts:
         pb, pw = v.paper
         paper = MISSING if pb is None or pw is None else f"{pb:.2f} / {pw:.2f} ({v.paper_diff:+.2f})"
-        side = lambda s, stale: MISSING if s is None else (
-            (f"{s.mean:.2f} ± {s.std:.2f}" if s.n > 1 else f"{s.mean:.2f}") + f" (n={s.n}{', STALE' if stale else ''})")
-        c = v.comparison
+        side = lambda s, stale: MISSING if s is None else f"{_mean_std(s)} (n={s.n}{', STALE' if stale else ''})"
+        f, c = v.free, v.free.comparison
         interval = MISSING if c is None else (f"{c.difference:+.2f}" + ("" if c.low is None else
                                                                          f" [{c.low:+.2f}, {c.high:+.2f}]"))
-        rows.append([Shown(v.text, f"{v.claim['better']} above {v.claim['worse']}"), Shown(paper),
-                     Shown(side(v.ours[0], v.stale[0]), v.claim["better"]),
-                     Shown(side(v.ours[1], v.stale[1]), v.claim["worse"]),
-                     Shown(interval, "difference of our means in the claim's direction, 95% Welch interval"),
-                     Shown(p_value(v.permutation)), Shown(v.sign),
-                     Shown(v.size), Shown(v.decide, "seeds per side for 80% power at the observed difference "
-                                                    "and spread" if v.decide else "")])
+        adjusted = f.adjusted_interval()
+        held = f"Holm-adjusted interval [{adjusted[0]:+.2f}, {adjusted[1]:+.2f}] (level {1 - f.level:.4f})" \
+            if adjusted else ""
+        pc = v.protocol.comparison
+        rows.append([Shown(v.text, f"{v.claim.better} above {v.claim.worse}"), Shown(paper),
+                     Shown(side(f.ours[0], v.stale[0]), v.claim.better),
+                     Shown(side(f.ours[1], v.stale[1]), v.claim.worse),
+                     Shown(interval, "difference of our selection-free means in the claim's direction, 95% Welch "
+                                     "interval" + (f"; {held}" if held else "")),
+                     Shown(p_value(c.p if c else None), "Welch's two-sided p"),
+                     Shown(p_value(f.adjusted), f"Holm within {f.family} claims" if f.family else ""),
+                     Shown(p_value(f.permutation)), Shown(v.sign), Shown(v.size),
+                     Shown(v.decide, f"seeds per side for 80% power at the observed difference and spread, at "
+                                     f"{ALPHA} / {f.family}" if v.decide else ""),
+                     Shown(MISSING if pc is None else f"{pc.difference:+.2f}",
+                           "the papers' protocol: each seed's best test value over epochs"),
+                     Shown(v.protocol.verdict + (" ≠" if v.differs else ""),
+                           f"p (Holm) {p_value(v.protocol.adjusted)}; differs from the selection-free verdict"
+                           if v.differs else f"p (Holm) {p_value(v.protocol.adjusted)}")])
     return Grid(columns, rows, [], [], [VERDICT_LEGEND])
 
 

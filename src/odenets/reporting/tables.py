@@ -1,9 +1,10 @@
-"""The papers' tables with our numbers beside the published ones: `render` one table from a run index,
-`write_all` of them as Markdown, CSV and LaTeX (`odenets.reporting.render`).
+"""The papers' tables with our numbers beside the published ones: `render` tables from a run index, `write_all` of
+them as Markdown, CSV and LaTeX (`odenets.reporting.render`).
 
 Every published table (`src/odenets/reporting/published/*.yaml`) is rendered for the index's budget; each cell
 says where its number comes from (`odenets.reporting.cells`), a missing one names the command that fills it,
-and the claims the paper makes are tested on our seeds (`odenets.reporting.verdicts`).
+and the claims the paper makes are tested on our seeds (`odenets.reporting.verdicts`), Holm-corrected within
+each paper's claims in the budget: the family of a table rendered is every table of its paper the budget lists.
 """
 
 from __future__ import annotations
@@ -15,21 +16,37 @@ from pathlib import Path
 import pandas as pd
 
 from odenets.errors import ConfigError
+from odenets.reporting.budget import load_budget
 from odenets.reporting.cells import QUANTITIES, table_cells
 from odenets.reporting.index import RunIndex
 from odenets.reporting.published import load_table, table_names
 from odenets.reporting.render import RenderedTable, to_frame, to_latex, to_markdown
-from odenets.reporting.verdicts import verdicts
+from odenets.reporting.verdicts import test_claims
 
 
 def render(name: str, index: RunIndex | None, bench: dict | None = None, memory: bool = True) -> RenderedTable:
-    """Table `name` with its cells, for the index's budget (`index=None`: counts and measurements only)."""
-    table = load_table(name)
-    cells = table_cells(table, index, bench, memory)
-    quantities = [q for q in QUANTITIES if any(q in c for c in cells)]
-    out = RenderedTable(name, table.get("title", name), index.budget if index else "paper", quantities)
-    out.rows = [(row["row"], c, row.get("note")) for row, c in zip(table["rows"], cells, strict=True)]
-    out.verdicts = verdicts(table, index) if index is not None else []
+    """Table `name` with its cells (`render_all`)."""
+    return render_all([name], index, bench, memory)[0]
+
+
+def render_all(names: Sequence[str], index: RunIndex | None, bench: dict | None = None,
+               memory: bool = True) -> list[RenderedTable]:
+    """Tables `names` with their cells, for the index's budget (`index=None`: counts and measurements only), and
+    their claims tested within the families of the budget's tables."""
+    tables = [load_table(name) for name in names]
+    verdicts = {}
+    if index is not None:
+        papers = {t.paper for t in tables}
+        listed = [load_table(n) for n in load_budget(index.budget).tables if n not in names]
+        verdicts = test_claims([*tables, *(t for t in listed if t.paper in papers)], index)
+    out = []
+    for table in tables:
+        cells = table_cells(table, index, bench, memory)
+        rendered = RenderedTable(table, index.budget if index else "paper",
+                                 [q for q in QUANTITIES if any(q in c for c in cells)])
+        rendered.rows = [(row.row, c, row.note) for row, c in zip(table.rows, cells, strict=True)]
+        rendered.verdicts = verdicts.get(table.name, [])
+        out.append(rendered)
     return out
 
 
@@ -47,16 +64,15 @@ def write_all(out_dir: str | Path, index: RunIndex, names: Sequence[str], bench_
             f"left out (--allow-stale shows them, marked STALE, where no current run covers their row; force=true "
             f"reruns them)")
     bench = json.loads(Path(bench_path).read_text()) if bench_path and Path(bench_path).is_file() else None
-    rendered, frames = [], []
-    for name in names:
-        t = render(name, index, bench, memory)
-        (out_dir / f"{name}.md").write_text(to_markdown(t))
-        (out_dir / f"{name}.tex").write_text(to_latex(t))
+    rendered = render_all(names, index, bench, memory)
+    frames = []
+    for t in rendered:
+        (out_dir / f"{t.name}.md").write_text(to_markdown(t))
+        (out_dir / f"{t.name}.tex").write_text(to_latex(t))
         frame = to_frame(t)
-        frame.to_csv(out_dir / f"{name}.csv", index=False)
+        frame.to_csv(out_dir / f"{t.name}.csv", index=False)
         frames.append(frame)
         filled = sum(c.ours is not None for _, cells, _ in t.rows for c in cells.values())
-        log(f"{name}: {filled}/{sum(len(cells) for _, cells, _ in t.rows)} cells filled")
-        rendered.append(t)
+        log(f"{t.name}: {filled}/{sum(len(cells) for _, cells, _ in t.rows)} cells filled")
     pd.concat(frames).to_csv(out_dir / "tables.csv", index=False)
     return rendered

@@ -16,6 +16,7 @@ import os
 import signal
 import sys
 import time
+import traceback
 import uuid
 from contextlib import nullcontext
 from pathlib import Path
@@ -38,8 +39,10 @@ from odenets.run.checkpoints import discard, foreign, resume_point
 from odenets.run.lock import run_lock
 from odenets.run.training import build
 
+BOOKKEEPING = True  # records or checks runs, computes none of their numbers (odenets.reporting.staleness)
 log = logging.getLogger("odenets")
 FINISHED = ("completed", "diverged")
+SWEEP_LOG = "sweep.log"  # in a sweep's directory: the traceback of every job that failed, by sweep and run
 
 
 def train(cfg: DictConfig) -> dict:
@@ -84,8 +87,8 @@ def _train(cfg: DictConfig, run_dir: Path, stamp: dict, multirun: bool, rank_zer
             record["resumed_from_step"] = step
             log.info("resuming %s from %s at step %d", run_dir.name, Path(resume).name, step)
         try:
-            # checkpoints hold RNG states as numpy arrays, so they are loaded in full (our own, checked files)
-            trainer.fit(task, datamodule=datamodule, ckpt_path=resume, weights_only=False)
+            # data only (AtomicCheckpointIO reads through checkpoints.load_checkpoint whatever Lightning asks)
+            trainer.fit(task, datamodule=datamodule, ckpt_path=resume, weights_only=True)
         except (preemption.Preempted, SIGTERMException) as e:
             signum = getattr(e, "signum", None) or preemption.requested() or preemption.SIGNALS[0]
             record["status"] = "preempted"
@@ -96,11 +99,13 @@ def _train(cfg: DictConfig, run_dir: Path, stamp: dict, multirun: bool, rank_zer
             record["status"] = "diverged" if task.diverged_at is not None else "completed"
             record["diverged_at_step"] = task.diverged_at
             final = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
-            record["metrics"] = {"final": final, "best": results.best_of(history.epochs, task.higher_is_better()),
-                                 **task.summary()}
+            higher = task.higher_is_better()
+            record["metrics"] = {"final": final, "best": results.best_of(history.epochs, higher), **task.summary()}
+            if "val" in task.eval_stages:  # the test values at the epoch best.ckpt holds, chosen on validation
+                record["metrics"]["at_val_best"] = results.at_val_best(history.epochs, task.monitor, higher)
         record["history"] = history.epochs
         record["epochs"] = len(history.epochs)
-    except Exception as e:
+    except Exception as e:  # any failure is recorded, then re-raised: nothing is swallowed here
         record["status"] = "failed"
         record["error"] = one_line(e)
         raise
@@ -135,6 +140,20 @@ def _single_run_argv() -> None:
     sys.argv = [sys.argv[0], *HydraConfig.get().overrides.task]
 
 
+def log_failed_job(e: BaseException) -> None:
+    """A sweep's job that failed (the sweep goes on): one line on the terminal, its traceback in the job's
+    `train.log` and appended to the sweep's log (`SWEEP_LOG`)."""
+    log.error("job not run to the end: %s", one_line(e), exc_info=e)  # the console keeps the one line
+    hydra = HydraConfig.get()
+    entry = (f"[{results.now()}] sweep {os.environ.get('ODENETS_SWEEP_ID', '-')[:8]}, "
+             f"{Path(hydra.runtime.output_dir).name}: job not run to the end\n{''.join(traceback.format_exception(e))}")
+    try:
+        with open(Path(hydra.sweep.dir) / SWEEP_LOG, "a") as f:  # one write: jobs running at once do not interleave
+            f.write(entry)
+    except OSError as error:
+        log.warning("the sweep's log %s not written: %s", Path(hydra.sweep.dir) / SWEEP_LOG, one_line(error))
+
+
 class SweepReport(Callback):
     """Hydra callback: tags a multirun's jobs with one sweep id, then reports how they ended. The exit status
     (`not_finished`) counts the jobs that did not complete or diverge: failed,
@@ -162,4 +181,6 @@ class SweepReport(Callback):
                 print(f"  {r['status']}: {r['run_name']}: {why}", file=sys.stderr)
         for line in SweepReport.in_use:
             print(f"  in use elsewhere: {line}", file=sys.stderr)
+        if counts["failed"]:
+            print(f"  tracebacks: {Path(config.hydra.sweep.dir) / SWEEP_LOG} and each run's train.log", file=sys.stderr)
         SweepReport.not_finished = sum(n for s, n in counts.items() if s not in FINISHED)

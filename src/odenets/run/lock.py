@@ -20,6 +20,7 @@ from pathlib import Path
 
 from odenets.errors import RunInUse, WriteError
 
+BOOKKEEPING = True  # records or checks runs, computes none of their numbers (odenets.reporting.staleness)
 LOCK_FILE = "run.lock"
 log = logging.getLogger("odenets")
 

@@ -49,26 +49,34 @@ quiet_lightning()
 class RandomState(L.Callback):
     """Keeps the random number generators' states in checkpoints, so a resumed run continues their
     streams (dropout, and anything else drawn from the global generators) exactly where they were.
-    Data order and augmentation need no state: they are functions of (seed, epoch, batch)."""
+    Data order and augmentation need no state: they are functions of (seed, epoch, batch). The states are
+    tensors and plain numbers, so a checkpoint loads as data (`odenets.run.checkpoints.load_checkpoint`)."""
 
     def state_dict(self) -> dict:
-        state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+        _, keys, pos, has_gauss, cached_gaussian = np.random.get_state()  # ("MT19937", uint32[624], ...)
+        state = {"torch": torch.get_rng_state(), "python": random.getstate(),
+                 "numpy": {"keys": torch.from_numpy(keys.astype(np.int64)), "pos": pos, "has_gauss": has_gauss,
+                           "cached_gaussian": cached_gaussian}}
         if torch.cuda.is_available() and torch.cuda.is_initialized():
             state["cuda"] = torch.cuda.get_rng_state_all()
         return state
 
     def load_state_dict(self, state: dict) -> None:
         torch.set_rng_state(state["torch"])
-        np.random.set_state(state["numpy"])
+        numpy_state = state["numpy"]
+        if isinstance(numpy_state, dict):  # else numpy's own tuple, in checkpoints written before it was a tensor
+            numpy_state = ("MT19937", numpy_state["keys"].numpy().astype(np.uint32), numpy_state["pos"],
+                           numpy_state["has_gauss"], numpy_state["cached_gaussian"])
+        np.random.set_state(numpy_state)
         random.setstate(state["python"])
         if "cuda" in state and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state["cuda"])
 
 
 class History(L.Callback):
-    """Metrics after every evaluation (once per epoch, or every `trainer.val_check_interval` steps), with
-    the epoch (fractional between epoch ends), optimiser step, learning rate and cumulative training time;
-    saved in checkpoints so resumes keep it."""
+    """Metrics after every evaluation (once per epoch, or every `trainer.val_check_interval` steps; `val/*`
+    beside `test/*` with a validation split), with the epoch (fractional between epoch ends), optimiser step,
+    learning rate and cumulative training time; saved in checkpoints so resumes keep it."""
 
     def __init__(self) -> None:
         self.epochs: list[dict] = []
@@ -109,21 +117,27 @@ class History(L.Callback):
         self.epochs, self.train_seconds = state["epochs"], state["train_seconds"]
 
 
+def initial_network(cfg: DictConfig) -> tuple[TensorDataModule, torch.nn.Module]:
+    """The data module and the untrained network, seeded as a run starts (what `odenets-diagnose` rebuilds for
+    a run's initial weights)."""
+    L.seed_everything(derive_seed(cfg.seed, "init") % 2**32, workers=True, verbose=False)
+    datamodule = build_datamodule(cfg.dataset, seed=cfg.seed)
+    return datamodule, build_model(cfg.model, cfg.budget.width_scale)
+
+
 def build(cfg: DictConfig, run_dir: Path, user_overrides: list[str] = (), multirun: bool = False
           ) -> tuple[TensorDataModule, Task, L.Trainer, History]:
     """Validate `cfg` (and the keys the user set), seed, and build what `python train.py` runs: data module,
     model, task, Trainer. Nothing is loaded or trained yet; the benchmark builds its runs the same way."""
     validate(cfg, user_overrides, multirun=multirun)
-    L.seed_everything(derive_seed(cfg.seed, "init") % 2**32, workers=True, verbose=False)
-    datamodule = build_datamodule(cfg.dataset, seed=cfg.seed)
-    net = build_model(cfg.model, cfg.budget.width_scale)
+    datamodule, net = initial_network(cfg)
     if cfg.channels_last:
         net = net.to(memory_format=torch.channels_last)
     if cfg.compile:
         net.compile()  # in place: state_dict keys (and so checkpoints) stay those of the plain model
     task = TASKS[datamodule.task](net, optimizer=instantiate(cfg.optimizer),
                                   scheduler=instantiate(cfg.scheduler) if cfg.get("scheduler") else None,
-                                  **datamodule.task_kwargs())
+                                  validation=datamodule.val_fraction is not None, **datamodule.task_kwargs())
     trainer, history = build_trainer(cfg, run_dir, task, stamp={"fingerprint": fingerprint(cfg),
                                                                 "overrides": list(user_overrides)})
     return datamodule, task, trainer, history
@@ -135,6 +149,7 @@ def build_trainer(cfg: DictConfig, run_dir: Path, task: Task, stamp: dict) -> tu
     callbacks = [
         history,
         RandomState(),
+        # best.ckpt: the task's monitor, `val/<metric>` with a validation split (ties: the earliest evaluation)
         ModelCheckpoint(dirpath=ckpt_dir, filename=Path(BEST).stem, monitor=task.monitor, mode=task.mode,
                         save_top_k=1, auto_insert_metric_name=False, enable_version_counter=False),
         LastCheckpoint(ckpt_dir, stamp, every_n_steps=cfg.checkpoint_every_n_steps),

@@ -16,12 +16,15 @@ from typing import Any
 
 import torch
 from hydra.core.hydra_config import HydraConfig
+from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
 from odenets.config import OPTIONAL_KEYS, readers, unused_keys
 from odenets.core.schemes import scheme_from_config
 from odenets.errors import ConfigError
 
+BOOKKEEPING = True  # records or checks runs, computes none of their numbers (odenets.reporting.staleness)
 _ABSENT = object()
 log = logging.getLogger("odenets")
 PRECISIONS = ("32-true", "32", "64-true", "64", "16-mixed", "bf16-mixed", "bf16-true", "16-true", "transformer-engine")
@@ -63,6 +66,7 @@ RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "dataset.eval_batch_size": (_int(1), "an integer >= 1"),
     "dataset.subset": (_optional(_int(1)), "null or an integer >= 1"),
     "dataset.test_subset": (_optional(_int(1)), "null or an integer >= 1"),
+    "dataset.val_fraction": (_optional(_number(lambda v: 0 < v < 1)), "null or a number in (0, 1)"),
     "dataset.num_workers": (_int(0), "an integer >= 0"),
     "dataset.crop_padding": (_int(0), "an integer >= 0 (pixels)"),
     "dataset.flip": (_bool, "true or false"),
@@ -233,9 +237,10 @@ def validate_sweep(overrides: list[str]) -> None:
     read: set[str] = set()
     for job in itertools.product(*options):
         try:
-            read |= set(OPTIONAL_KEYS) - unused_keys(compose_row(list(job)))
-        except Exception:  # noqa: BLE001  (a job that cannot be composed fails on its own, with its own line)
+            job_cfg = compose_row(list(job))
+        except (HydraException, OmegaConfBaseException, ConfigError):  # the job fails on its own, with its line
             continue
+        read |= set(OPTIONAL_KEYS) - unused_keys(job_cfg)
         if read >= set(set_keys):
             return
     key = next(k for k in set_keys if k not in read)

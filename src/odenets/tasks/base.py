@@ -1,13 +1,16 @@
 """The LightningModule base: optimiser and schedule from the config, divergence detection.
 
 Subclasses implement `step(batch, stage)` (returning the loss), update their torchmetrics in
-`self.metrics` (keys `<stage>_<name>`, e.g. `train_acc`), and declare the metric that selects the
-best checkpoint (`monitor`, `mode`). Metrics are updated every step but computed and logged once
-per epoch, as `<stage>/<name>`, after the epoch's evaluation: logging a metric every step costs
-Lightning about a millisecond each. They are kept in checkpoints, so a run resumed mid-epoch keeps
-the epoch's tallies. Which way is better for each logged metric comes from the metric itself
-(torchmetrics' `higher_is_better`; losses and means: lower), so `result.json` picks the best epoch
-without rules by name. Image batches take the net's memory format: channels_last when
+`self.metrics` (keys `<stage>_<name>`, e.g. `train_acc`, for each of `self.stages`), and declare the metric
+that selects the best checkpoint (`monitor`, `mode`), and the one that does with a validation split
+(`val_monitor`). Stages: `train` and `test`, and with a validation split (`validation=True`,
+`dataset.val_fraction`) `val` too: the validation loop's dataloader 0 is then the validation split and 1 the
+test split (`odenets.data.base`), logged under plain `val/<name>` and `test/<name>`. Metrics are updated
+every step but computed and logged once per epoch, as `<stage>/<name>`, after the epoch's evaluation:
+logging a metric every step costs Lightning about a millisecond each. They are kept in checkpoints, so a
+run resumed mid-epoch keeps the epoch's tallies. Which way is better for each logged metric comes from the
+metric itself (torchmetrics' `higher_is_better`; losses and means: lower), so `result.json` picks the best
+epoch without rules by name. Image batches take the net's memory format: channels_last when
 `odenets.run.training.build` converted the net for `channels_last=true`.
 """
 
@@ -25,11 +28,17 @@ from odenets.core.order_conditions import order_of
 
 
 class Task(L.LightningModule):
-    monitor = "test/loss"
+    monitor = "test/loss"  # selects best.ckpt; with a validation split, `val_monitor` does
+    val_monitor = "val/loss"
     mode = "min"
 
-    def __init__(self, net: nn.Module, optimizer: Callable | None = None, scheduler: Callable | None = None) -> None:
+    def __init__(self, net: nn.Module, optimizer: Callable | None = None, scheduler: Callable | None = None,
+                 validation: bool = False) -> None:
         super().__init__()
+        self.eval_stages = ("val", "test") if validation else ("test",)  # the validation loop's dataloaders
+        self.stages = ("train", *self.eval_stages)
+        if validation:
+            self.monitor = self.val_monitor
         self.net = net
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
         self.diverged_at: int | None = None  # global step of the first non-finite loss
@@ -40,7 +49,7 @@ class Task(L.LightningModule):
         # blocks that learn tableau coefficients (scheme.learn): their values and order, logged every epoch
         self._learning = [m for m in net.modules() if isinstance(m, RKBlock) and len(m.learned)]
         if self._counted:
-            for stage in ("train", "test"):
+            for stage in self.stages:
                 self.add_metric(stage, "nfe", MeanMetric())
 
     def add_metric(self, stage: str, name: str, metric: Metric) -> Metric:
@@ -98,10 +107,11 @@ class Task(L.LightningModule):
             bad = self.trainer.strategy.reduce_boolean_decision(bad, all=False)
         return bad
 
-    def validation_step(self, batch, batch_idx: int) -> None:
-        self.step(batch, "test")
+    def validation_step(self, batch, batch_idx: int, dataloader_idx: int = 0) -> None:
+        self.step(batch, self.eval_stages[dataloader_idx])
 
-    test_step = validation_step
+    def test_step(self, batch, batch_idx: int) -> None:
+        self.step(batch, "test")
 
     def configure_optimizers(self):
         optimizer = (self.optimizer_factory or torch.optim.SGD)(params=self.parameters())

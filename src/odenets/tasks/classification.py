@@ -1,4 +1,5 @@
-"""Image and sequence classification: cross-entropy, accuracy and macro-F1 per epoch on train and test.
+"""Image and sequence classification: cross-entropy, accuracy and macro-F1 per epoch on train and test (and on
+the validation split when there is one).
 
 Where the data names its classes (the ECG beats: N, S, V, F, Q), the test split's per-class recall
 is logged too, and `result.json` keeps the last epoch's test confusion matrix: with 83% N beats,
@@ -20,16 +21,19 @@ class ClassificationTask(Task):
     `class_names`, also `test/recall_<class>` and the confusion matrix (rows: true class).
 
     The papers report test accuracy after every epoch (and the best over epochs); so do we: the
-    validation loop runs on the test split, and result.json keeps both final and best values.
+    validation loop runs on the test split, and result.json keeps both final and best values. With a
+    validation split (`validation=True`) it runs on that split too (`val/loss`, `val/acc`, `val/f1_macro`),
+    and `val/acc` selects the best checkpoint.
     """
 
     monitor = "test/acc"
+    val_monitor = "val/acc"
     mode = "max"
 
     def __init__(self, net: nn.Module, num_classes: int, class_names: list[str] | None = None, **kwargs) -> None:
         super().__init__(net, **kwargs)
         self.class_names = list(class_names) if class_names else None
-        for stage in ("train", "test"):
+        for stage in self.stages:
             self.add_metric(stage, "loss", MeanMetric())
             self.add_metric(stage, "acc", MulticlassAccuracy(num_classes, average="micro"))
             self.add_metric(stage, "f1_macro", MulticlassF1Score(num_classes, average="macro"))

@@ -4,7 +4,10 @@ Logged once per epoch:
 - `train/loss`, `test/loss`: one-step mean squared error of the next value (true inputs), on the
   training and test windows (named like the classification losses, so curves draw alike);
 - `test/gen_mse`, `test/gen_acc`: the free run from the seed window, scored against the true
-  continuation: its MSE, and the fraction of generated points within `tolerance` of the truth.
+  continuation: its MSE, and the fraction of generated points within `tolerance` of the truth;
+- with a validation split (`dataset.val_fraction`: the latest training windows), `val/loss`: the same
+  one-step error there. It selects the best checkpoint; the free run, scored on the test part, stays a test
+  metric (without a validation split, `test/gen_mse` selects).
 
 Each epoch's free run is also saved, for Fig. 8, as `<run dir>/generated/epoch_NNN.npz` with
 arrays `times` (seed then generated part), `seed`, `target` and `generated`.
@@ -46,6 +49,7 @@ class ForecastTask(Task):
     """MSE on the next value; after every validation epoch, a free run from `seed_window` scored on `target`."""
 
     monitor = "test/gen_mse"
+    val_monitor = "val/loss"
     mode = "min"
 
     def __init__(self, net: nn.Module, seed_window: Tensor, target: Tensor, times: Tensor, tolerance: float,
@@ -55,7 +59,7 @@ class ForecastTask(Task):
         self.register_buffer("target", target, persistent=False)
         self.register_buffer("times", times, persistent=False)
         self.tolerance = tolerance
-        for stage in ("train", "test"):
+        for stage in self.stages:
             self.add_metric(stage, "loss", MeanMetric())
 
     def higher_is_better(self) -> dict[str, bool]:

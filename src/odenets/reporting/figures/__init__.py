@@ -34,12 +34,13 @@ def scheme_rank(name: str) -> int:
     return SCHEME_ORDER.index(name) if name in SCHEME_ORDER else len(SCHEME_ORDER)
 
 
-def save(fig: Figure, out_dir: str | Path, name: str, about: str = "") -> list[Path]:
-    """Write `name`.png (150 dpi) and `name`.pdf under `out_dir`, `about` (the commits behind it) in their
-    metadata; returns both paths."""
+def save(fig: Figure, out_dir: str | Path, name: str, about: str = "", formats: tuple[str, ...] = ("png", "pdf")
+         ) -> list[Path]:
+    """Write `name`.png (150 dpi) and `name`.pdf (or the `formats` given) under `out_dir`, `about` (the commits
+    behind it) in their metadata; returns the paths."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    paths = [out_dir / f"{name}.{ext}" for ext in ("png", "pdf")]
+    paths = [out_dir / f"{name}.{ext}" for ext in formats]
     for path in paths:
         key = "Description" if path.suffix == ".png" else "Subject"
         fig.savefig(path, dpi=150, bbox_inches="tight", metadata={key: about} if about else None)

@@ -23,9 +23,10 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from odenets.reporting.figures.runs import by_label, run_label
-from odenets.reporting.published import load_table
+from odenets.reporting.published import Published, load_table
+from odenets.reporting.speed import SPEED_THRESHOLDS, scheme_key, speedup_over_euler, time_to_accuracy
 from odenets.reporting.stats import band
-from odenets.results import SPEED_THRESHOLDS, get, scheme_key, speedup_over_euler, time_to_accuracy
+from odenets.results import get
 
 HORESNET_PANELS = (("train accuracy", ("train/acc",)), ("train loss", ("train/loss",)),
                    ("test accuracy", ("test/acc",)), ("test loss", ("test/loss",)))
@@ -79,11 +80,10 @@ def plot_curves(runs: Sequence[dict], panels=HORESNET_PANELS, ncols: int = 2, ti
     return fig
 
 
-def published_speedups() -> dict[str, dict]:
-    """conf/scheme name -> HO-ResNet Table 4's published row (speedup_080, speedup_085, ...)."""
-    rows = load_table("horesnet_table4")["rows"]
-    scheme_of = lambda row: next(o.split("=", 1)[1] for o in row["overrides"] if o.startswith("scheme="))
-    return {scheme_of(row): row["published"] for row in rows}
+def published_speedups() -> dict[str, Published]:
+    """conf/scheme name -> HO-ResNet Table 4's published numbers (speedup_080, speedup_085, ...)."""
+    scheme_of = lambda row: next(o.split("=", 1)[1] for o in row.overrides if o.startswith("scheme="))
+    return {scheme_of(row): row.published for row in load_table("horesnet_table4").rows}
 
 
 def time_to_accuracy_rows(runs: Sequence[dict], thresholds: Sequence[float] = THRESHOLDS) -> list[dict]:

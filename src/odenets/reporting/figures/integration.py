@@ -18,8 +18,9 @@ from odenets.results import get
 
 
 def evaluations(run: dict) -> list[dict]:
-    """The run's test-time evaluations (`eval.json`, or inline in a committed record)."""
-    return run.get("evaluations") or []
+    """The run's test-time evaluations (`eval.json`, or inline in a committed record); other kinds of entry
+    (`odenets-diagnose`'s) are left out."""
+    return [e for e in run.get("evaluations") or [] if "kind" not in e]
 
 
 def plot_step_sweep(runs: Sequence[dict], metric: str = "test/acc", title: str = "") -> Figure:

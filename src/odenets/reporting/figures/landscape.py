@@ -26,9 +26,9 @@ from matplotlib.figure import Figure
 from torch import Tensor, nn
 
 from odenets.fileio import atomic_open
+from odenets.formatting import markdown_grid
 from odenets.reporting.figures import scheme_label, scheme_rank
 from odenets.reporting.published import load_table
-from odenets.reporting.stats import markdown_grid
 
 PUBLISHED = "horesnet_landscapes"
 
@@ -108,8 +108,7 @@ def load_landscape(path: str | Path) -> dict:
 
 def published_ranges() -> dict[tuple[str, int], tuple[float, float]]:
     """(scheme, depth) -> the (min, max) loss of the paper's Fig. 4 / Fig. 8 caption."""
-    rows = load_table(PUBLISHED)["rows"]
-    return {(r["scheme"], r["depth"]): (r["published"]["loss_min"], r["published"]["loss_max"]) for r in rows}
+    return {(r.scheme, r.depth): (r.published.loss_min, r.published.loss_max) for r in load_table(PUBLISHED).rows}
 
 
 def landscape_ranges(landscapes: Sequence[dict]) -> list[dict]:

@@ -17,7 +17,8 @@ from matplotlib import colormaps
 from matplotlib.figure import Figure
 
 from odenets.reporting.figures.runs import by_label
-from odenets.results import get, scheme_key
+from odenets.reporting.speed import scheme_key
+from odenets.results import get
 
 PAPER_LARGEST_CONVERGED_LR = {"euler": 0.1, "midpoint": 0.2, "rk4": 0.23, "rk8": 0.4}
 

@@ -14,6 +14,7 @@ import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from odenets.reporting.budget import budget_names, load_budget
 from odenets.reporting.figures import LANDSCAPE_FIGURES, landscape_command, save
 from odenets.reporting.figures.curves import (
     HEUNNET_PANELS,
@@ -24,12 +25,20 @@ from odenets.reporting.figures.curves import (
     plot_generated_waves,
     plot_time_to_accuracy,
 )
+from odenets.reporting.figures.forest import plot_forest
 from odenets.reporting.figures.integration import evaluations, plot_step_sweep
 from odenets.reporting.figures.landscape import format_ranges, landscape_ranges, plot_landscapes, span_of
 from odenets.reporting.figures.lr_robustness import plot_lr_robustness
 from odenets.reporting.figures.ode_demos import plot_heun_fig1, plot_horesnet_fig3
+from odenets.reporting.figures.order import orders, plot_measured_order
 from odenets.reporting.figures.runs import RNN_LABELS, group_runs, provenance, run_label
-from odenets.results import commits, get, scheme_key
+from odenets.reporting.figures.stability import diagnostics, plot_regions, plot_stability
+from odenets.reporting.index import RunIndex
+from odenets.reporting.published import load_table
+from odenets.reporting.speed import scheme_key
+from odenets.reporting.summary import PAPERS, by_paper, forest_name
+from odenets.reporting.verdicts import runs_of, test_claims
+from odenets.results import commits, get
 
 SCHEME_VARIED = ("scheme", "model.scheme")
 RECURRENT = ("ode_rnn", *RNN_LABELS)  # the HeunNet paper's models
@@ -58,6 +67,8 @@ COMMANDS = {
     "heunnet_authors": "python train.py -m experiment=heunnet/mnist_authors model=lstm,ode_rnn",
     "horesnet_orderings": "make reproduce-tables BUDGET=cpu TABLES=horesnet_orderings",
     "ode_integration": "python scripts/integration_sweep.py outputs/runs/<shared-weight runs>",
+    "ode_stability": "odenets-diagnose outputs/runs/<run>",
+    "ode_order": "odenets-diagnose outputs/runs/<shared-weight run>",
 }
 
 
@@ -177,6 +188,32 @@ def integration_figures(r: Renderer, runs: Sequence[dict]) -> None:
         r.save(plot_step_sweep(group, title=title), f"ode_integration_{tag(group)}", group)
 
 
+def verdict_figures(r: Renderer, runs: Sequence[dict]) -> None:
+    """The claims tested, one forest plot per paper and budget (`figures.forest`), on the runs given (those to draw:
+    the caller left out the stale ones or not), within each budget's families (`verdicts.test_claims`)."""
+    for budget in budget_names():
+        index = RunIndex.of(runs, budget, allow_stale=True)
+        if not index.runs():
+            continue
+        tested = test_claims([load_table(name) for name in load_budget(budget).tables], index)
+        for paper, verdicts in by_paper(v for vs in tested.values() for v in vs).items():
+            drawn = runs_of(verdicts)
+            if drawn:
+                r.save(plot_forest(verdicts, f"{PAPERS[paper]}: the claims tested on our seeds (budget {budget})"),
+                       forest_name(paper, budget), drawn)
+
+
+def stability_figures(r: Renderer, runs: Sequence[dict]) -> None:
+    """Ours: the schemes' stability regions, and the diagnosed runs' h lambda and measured order (odenets-diagnose)."""
+    r.save(plot_regions(), "stability_regions")
+    for group in group_runs([run for run in runs if diagnostics(run)], MODEL_VARIED).values():
+        r.save(plot_stability(group, title=f"{tag(group, ', ')}: trained blocks against their stability region"),
+               f"ode_stability_{tag(group)}", group)
+        if any(orders(run) for run in group):
+            r.save(plot_measured_order(group, title=f"{tag(group, ', ')}: the measured order"),
+                   f"ode_order_{tag(group)}", group)
+
+
 def render_all(out: Path, runs: Sequence[dict], landscapes: Sequence[dict]) -> tuple[list[Path], dict[str, str]]:
     """Draw every figure with inputs under `out`; returns the PNGs written and {missing figure: command}."""
     r = Renderer(Path(out))
@@ -187,5 +224,7 @@ def render_all(out: Path, runs: Sequence[dict], landscapes: Sequence[dict]) -> t
     orderings_figures(r, runs)
     heunnet_figures(r, runs)
     integration_figures(r, runs)
+    stability_figures(r, runs)
+    verdict_figures(r, runs)
     (Path(out) / "provenance.json").write_text(json.dumps(r.provenance, indent=1, sort_keys=True) + "\n")
     return r.written, {figure: command for figure, command in COMMANDS.items() if not r.wrote(figure)}

@@ -1,51 +1,47 @@
-"""Performance measurements behind `scripts/bench.py` (issue 6): every figure a ratio taken side by side.
+"""The benchmark's sections (`scripts/bench.py --sections`): each one a set of candidates timed side by side.
 
-Absolute times on a shared machine drift, so each section runs its candidates in one process,
-round-robin (`interleave`: a round times every candidate once, the first one rotating), and
-reports medians over rounds; a ratio is the median of the per-round ratios, so drift slower than
-a round cancels. Models, data modules, optimisers and Trainers are built from the config
-`python train.py <overrides>` would run with (`config.compose`), on random data of CIFAR's format.
-
-Memory is measured, not estimated, over one training forward + backward (`step_memory`):
-* `saved`: bytes autograd holds for backward when the forward ends (`saved_tensors_hooks`, each
-  storage once; parameters, buffers and the input batch left out);
-* `forward_peak`, `peak`: the most bytes alive at once during the forward and during the whole
-  step (checkpoint re-runs and gradients included). On CPU, of the tensor storages allocated in
-  the step, tracked after every aten op by a `TorchDispatchMode` (kernel scratch excluded); on
-  CUDA, `torch.cuda.max_memory_allocated` above what was allocated before.
-The memory ratios compare `peak`.
+`overhead`: our Lightning step over a plain loop; `schemes`: step time and memory of every scheme
+over Euler's; `input`: the tensor data pipeline over torchvision's; `scaling`: step time against depth;
+`utilisation`: achieved over peak FLOP/s; `recurrent`: the ODE-stepped cells over torch's fused LSTM
+and GRU; `adjoint`: ODE-Net's adjoint over backpropagation through the solver. Timing is the
+harness's (`odenets.perf.harness`), memory and FLOPs are `odenets.perf.measure`'s; the memory ratios
+compare the step's `peak`.
 """
 
 from __future__ import annotations
 
 import copy
 import os
-import platform
 import statistics
 import tempfile
 import time
-from collections.abc import Callable, Iterable, Iterator
-from dataclasses import asdict, dataclass, field, replace
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import lightning as L
 import torch
 import torch.nn.functional as F
-from hydra.utils import instantiate
-from omegaconf import DictConfig
-from torch import Tensor, nn
-from torch.utils.flop_counter import FlopCounterMode
+from torch import Tensor
 
 from odenets.config import compose
 from odenets.data import build_datamodule
-from odenets.data.base import Split
 from odenets.errors import ConfigError
 from odenets.models import build_model
-from odenets.perf.memory import peak_tracker
-from odenets.reporting.stats import markdown_grid
+from odenets.perf.harness import (
+    FULL,
+    QUICK,
+    Machine,
+    Settings,
+    Timings,
+    bench_config,
+    interleave,
+    random_split,
+    train_step,
+)
+from odenets.perf.measure import MiB, training_flops, training_memory
 from odenets.run.training import build
 
-MiB = 2**20
 SECTIONS = ("overhead", "schemes", "input", "scaling", "utilisation", "recurrent", "adjoint")
 SCHEME_VARIANTS = {  # name -> overrides; ratios are to euler at the same depth
     "euler": ["scheme=euler"],
@@ -75,191 +71,6 @@ RECURRENT_MODELS = {  # name -> (registered model, arguments); each is timed aga
     "heun_unfused": ("ode_rnn", {"scheme": "heun", "fused": False}),
     "heun_gru": ("ode_rnn", {"scheme": "heun", "cell": "gru"}), "phased_lstm": ("phased_lstm", {}),
 }
-
-
-@dataclass(frozen=True)
-class Settings:
-    """Sizes of one benchmark run: `QUICK` to develop the benchmark, `FULL` for the table."""
-
-    width: int  # HO-ResNet channels
-    image: int  # side of the square random images the models train on
-    batch: int  # training batch (overhead, schemes, scaling, utilisation)
-    rounds: int  # interleaved repeats
-    overhead_steps: int  # paired Lightning / plain steps after the warm-up
-    input_images: int  # random CIFAR-sized uint8 training set of the input section
-    input_batches: int  # batches each input pipeline delivers per round
-    matmul: int  # side of the square matrices of the peak-FLOP/s reference
-    warmup: int = 2  # untimed calls of every candidate first
-    depths: tuple[int, ...] = (30, 58)
-    scaling_depths: tuple[int, ...] = (10, 26, 42, 58, 74, 86)
-    input_batch: int = 128
-
-
-QUICK = Settings(width=16, image=16, batch=8, rounds=3, overhead_steps=8, input_images=10_000, input_batches=8,
-                 matmul=1024, warmup=1)
-FULL = Settings(width=64, image=32, batch=32, rounds=5, overhead_steps=20, input_images=50_000, input_batches=40,
-                matmul=2048)
-
-
-# --------------------------------------------------------------------------- device and clock
-@dataclass(frozen=True)
-class Machine:
-    """Where to measure, and with which clock.
-
-    `wall` (time.perf_counter) is what a user waits for. `cpu` (time.process_time) counts only the
-    CPU time of this process, so time taken by other processes on a shared machine drops out; use
-    it with one intra-op thread (`--threads 1`: several threads also count their spin-waits). The
-    input section always uses the wall clock: DataLoader workers are other processes.
-    """
-
-    device: str = "cpu"
-    clock: str = "wall"
-
-    def __post_init__(self) -> None:
-        if self.clock not in ("wall", "cpu"):
-            raise ConfigError(f"clock={self.clock!r}; allowed: wall, cpu")
-
-    def now(self) -> float:
-        """Seconds on this machine's clock, once the device has finished its queued work."""
-        if torch.device(self.device).type == "cuda":
-            torch.cuda.synchronize(self.device)
-        return time.perf_counter() if self.clock == "wall" else time.process_time()
-
-    def environment(self, rounds: int) -> dict:
-        return {"device": self.device, "device_name": self.device_name(), "clock": self.clock,
-                "torch": torch.__version__, "threads": torch.get_num_threads(), "cores": os.cpu_count(),
-                "rounds": rounds}
-
-    def device_name(self) -> str:
-        if torch.device(self.device).type == "cuda":
-            return torch.cuda.get_device_name(self.device)
-        cpuinfo = Path("/proc/cpuinfo")
-        models = [line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines()
-                  if line.startswith("model name")] if cpuinfo.is_file() else []
-        return models[0] if models else platform.processor() or platform.machine()
-
-
-# --------------------------------------------------------------------------- timing
-@dataclass
-class Timings:
-    """Seconds per call of each candidate, one entry per round."""
-
-    seconds: dict[str, list[float]] = field(default_factory=dict)
-
-    def median(self, name: str) -> float:
-        return statistics.median(self.seconds[name])
-
-    def ratio(self, name: str, baseline: str) -> float:
-        """Median over rounds of this round's time of `name` over that of `baseline`."""
-        return statistics.median(a / b for a, b in zip(self.seconds[name], self.seconds[baseline], strict=True))
-
-
-def interleave(candidates: dict[str, Callable[[], object]], rounds: int, number: int = 1, warmup: int = 1,
-               machine: Machine = Machine(), rotate: bool = True) -> Timings:
-    """Time every candidate (`number` calls in a row) once per round, the first one rotating unless not `rotate`.
-
-    Hand-rolled rather than `torch.utils.benchmark.Timer`, whose `timeit` runs two warm-up calls
-    per measurement: three times the cost for multi-second training steps.
-    """
-    for fn in candidates.values():
-        for _ in range(warmup):
-            fn()
-    names, timings = list(candidates), Timings({name: [] for name in candidates})
-    for r in range(rounds):
-        first = r % len(names) if rotate else 0
-        for name in names[first:] + names[:first]:
-            start = machine.now()
-            for _ in range(number):
-                candidates[name]()
-            timings.seconds[name].append((machine.now() - start) / number)
-    return timings
-
-
-# --------------------------------------------------------------------------- memory
-class SavedTensors:
-    """Bytes of the distinct storages autograd saves for backward inside the context (`.bytes`), leaving
-    out those of `exclude` (tensors that exist anyway: parameters, buffers, the input batch)."""
-
-    def __init__(self, exclude: Iterable[Tensor] = ()) -> None:
-        self._held = {t.untyped_storage().data_ptr() for t in exclude}
-        self._storages: dict[int, int] = {}
-        self._hooks = torch.autograd.graph.saved_tensors_hooks(self._pack, lambda t: t)
-
-    def _pack(self, t: Tensor) -> Tensor:
-        storage = t.untyped_storage()
-        if storage.data_ptr() not in self._held:
-            self._storages[storage.data_ptr()] = storage.nbytes()
-        return t
-
-    @property
-    def bytes(self) -> int:
-        return sum(self._storages.values())
-
-    def __enter__(self) -> SavedTensors:
-        self._hooks.__enter__()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._hooks.__exit__(*exc)
-
-
-# --------------------------------------------------------------------------- a plain training step
-class TrainStep:
-    """One plain PyTorch training step on a fixed batch in memory: zero_grad, forward, cross-entropy, backward, step."""
-
-    def __init__(self, net: nn.Module, optimizer: torch.optim.Optimizer, x: Tensor, y: Tensor) -> None:
-        self.net, self.optimizer, self.x, self.y = net, optimizer, x, y
-
-    def loss(self) -> Tensor:
-        return F.cross_entropy(self.net(self.x), self.y)
-
-    def __call__(self) -> None:
-        self.optimizer.zero_grad(set_to_none=True)
-        self.loss().backward()
-        self.optimizer.step()
-
-
-def train_step(cfg: DictConfig, s: Settings, device: str, net: nn.Module | None = None) -> TrainStep:
-    """The step of `cfg`'s model (or `net`) and optimiser on a random batch of `s.batch` images."""
-    torch.manual_seed(cfg.seed)
-    net = (net or build_model(cfg.model, cfg.budget.width_scale)).to(device).train()
-    x = torch.randn(s.batch, int(cfg.dataset.in_channels), s.image, s.image, device=device)
-    y = torch.randint(0, int(cfg.dataset.num_classes), (s.batch,), device=device)
-    return TrainStep(net, instantiate(cfg.optimizer)(params=net.parameters()), x, y)
-
-
-def step_memory(step: TrainStep, device: str) -> dict[str, int]:
-    """Bytes of one forward + backward of `step` (module doc): `saved`, `forward_peak`, `peak`."""
-    step.net.zero_grad(set_to_none=True)
-    with peak_tracker(device) as tracker:
-        with SavedTensors(exclude=[*step.net.parameters(), *step.net.buffers(), step.x]) as saved:
-            loss = step.loss()
-        forward_peak = tracker.peak
-        loss.backward()
-    step.net.zero_grad(set_to_none=True)
-    return {"saved": saved.bytes, "forward_peak": forward_peak, "peak": tracker.peak}
-
-
-def step_flops(step: TrainStep) -> int:
-    """FLOPs of one forward + backward (`torch.utils.flop_counter`: convolutions and matrix products)."""
-    with FlopCounterMode(display=False) as counter:
-        step.loss().backward()
-    step.net.zero_grad(set_to_none=True)
-    return counter.get_total_flops()
-
-
-def bench_config(overrides: list[str], s: Settings, device: str, output_dir: str | Path | None = None) -> DictConfig:
-    """`config.compose` of HO-ResNet on cifar10 at the benchmark's width and batch, on `device`'s trainer."""
-    trainer = "gpu" if torch.device(device).type == "cuda" else "cpu"
-    return compose(["dataset=cifar10", f"trainer={trainer}", f"model.width={s.width}",
-                    f"dataset.batch_size={s.batch}", *overrides], output_dir=output_dir)
-
-
-def random_split(n: int, image: int, channels: int = 3, classes: int = 10, seed: int = 0) -> Split:
-    """`n` random uint8 images with labels, the format the vision data modules keep in memory."""
-    g = torch.Generator().manual_seed(seed)
-    return Split(torch.randint(0, 256, (n, channels, image, image), dtype=torch.uint8, generator=g),
-                 torch.randint(0, classes, (n,), generator=g))
 
 
 # --------------------------------------------------------------------------- overhead
@@ -343,7 +154,7 @@ def bench_schemes(s: Settings, m: Machine = Machine()) -> dict:
                 steps[name] = train_step(bench_config([*overrides, f"depth={depth}"], s, m.device), s, m.device)
             except ConfigError as e:
                 skipped[name] = str(e)
-        memory = {name: step_memory(step, m.device) for name, step in steps.items()}
+        memory = {name: training_memory(step.net, step.loss, [step.x], m.device) for name, step in steps.items()}
         timings = interleave(steps, s.rounds, warmup=s.warmup, machine=m)
         rows += [{"depth": depth, "scheme": name, "skipped": skipped[name]} if name in skipped
                  else _scheme_row(depth, name, timings, memory) for name in SCHEME_VARIANTS]
@@ -426,7 +237,7 @@ def bench_scaling(s: Settings, m: Machine = Machine(), scheme: str = "euler") ->
 def bench_utilisation(s: Settings, m: Machine = Machine()) -> dict:
     """Achieved FLOP/s of a HO-ResNet-58 RK4 training step over the FLOP/s of a large matmul, interleaved."""
     step = train_step(bench_config(["scheme=rk4", "depth=58"], s, m.device), s, m.device)
-    flops, matmul_flops = step_flops(step), 2 * s.matmul**3
+    flops, matmul_flops = training_flops(step.net, step.loss), 2 * s.matmul**3
     a, b = torch.randn(2, s.matmul, s.matmul, device=m.device)
     t = interleave({"step": step, "matmul": lambda: a @ b}, s.rounds, warmup=s.warmup, machine=m)
     ratio = statistics.median(flops / st / (matmul_flops / mt)
@@ -495,7 +306,7 @@ def bench_adjoint(s: Settings, m: Machine = Machine()) -> dict:
         configs = {mode: compose([*ADJOINT_MODEL, f"model.method={method}", f"model.adjoint={mode == 'adjoint'}",
                                   f"trainer={trainer}"]) for mode in ("backprop", "adjoint")}
         steps = {mode: train_step(cfg, s, m.device) for mode, cfg in configs.items()}
-        memory = {mode: step_memory(step, m.device) for mode, step in steps.items()}
+        memory = {mode: training_memory(step.net, step.loss, [step.x], m.device) for mode, step in steps.items()}
         t = interleave(steps, s.rounds, warmup=s.warmup, machine=m)
         rows += [{"method": method, "mode": mode, "tol": float(configs[mode].model.tol), "step_s": t.median(mode),
                   "time_ratio": t.ratio(mode, "backprop"), "saved_mib": memory[mode]["saved"] / MiB,
@@ -525,60 +336,3 @@ def run(sections=SECTIONS, settings: Settings = FULL, machine: Machine = Machine
         if on_section is not None:
             on_section(results)
     return results
-
-
-# --------------------------------------------------------------------------- report
-def _check(ok: bool | None) -> str:
-    return "" if ok is None else ("yes" if ok else "**no**")
-
-
-def format_markdown(results: dict) -> str:
-    """The headline figures against their targets, then the per-scheme and per-recurrent-model tables."""
-    meta = results["meta"]
-    quick = " (quick)" if meta["quick"] else ""
-    head = (f"torch {meta['torch']}, {meta['device']} ({meta['device_name']}, {meta['threads']} threads), "
-            f"{meta['clock']} clock, {meta['rounds']} interleaved rounds, medians{quick}")
-    figures = []  # (figure, measured, target, met)
-    if "overhead" in results:
-        r = results["overhead"]
-        figures.append(("overhead: Lightning step / plain step (RK4-58)", f"{r['ratio']:.3f}", f"≤ {r['target']}",
-                        _check(r["ok"])))
-    for row in results.get("schemes", {}).get("rows", []):
-        for kind in ("time", "memory"):
-            if "skipped" not in row and row[f"{kind}_target"] is not None:
-                met = row[f"{kind}_ratio"] <= row[f"{kind}_target"]
-                figures.append((f"{kind}: {row['scheme']} / euler, depth {row['depth']}", f"{row[f'{kind}_ratio']:.3f}",
-                                f"≤ {row[f'{kind}_target']}", _check(met)))
-    if "input" in results:
-        r = results["input"]
-        figures.append((f"input: tensor pipeline / {r['baseline']} (images/s)", f"{r['ratio']:.1f}",
-                        f"≥ {r['target']}", _check(r["ok"])))
-    if "scaling" in results:
-        r = results["scaling"]
-        figures.append((f"scaling: R² of step time vs depth {r['depths'][0]}–{r['depths'][-1]}", f"{r['r2']:.4f}",
-                        f"≥ {r['target']}", _check(r["ok"])))
-    if "utilisation" in results:
-        figures.append(("utilisation: step FLOP/s / matmul FLOP/s", f"{results['utilisation']['ratio']:.3f}", "", ""))
-    for row in results.get("recurrent", {}).get("rows", []):
-        if row["target"] is not None:
-            figures.append((f"recurrent, {row['shape']}: {row['model']} / nn.{row['baseline'].upper()}",
-                            f"{row['ratio']:.2f}", f"≤ {row['target']}", _check(row["ok"])))
-    parts = [head, "", markdown_grid(figures, ["figure", "measured", "target", "met"])]
-    if "recurrent" in results:
-        rows = [(f"{r['shape']} ({r['batch']}x{r['steps']}x{r['features']}, {r['hidden']})", r["model"],
-                 f"{r['step_s']:.4f}", f"{r['ratio']:.2f} (nn.{r['baseline'].upper()})")
-                for r in results["recurrent"]["rows"]]
-        parts += ["", markdown_grid(rows, ["shape (batch x steps x features, hidden)", "model", "step s",
-                                           "/ torch baseline"])]
-    if "schemes" in results:
-        rows = [(r["depth"], r["scheme"], "(no such depth)", "", "", "", "") if "skipped" in r else
-                (r["depth"], r["scheme"], f"{r['step_s']:.3f}", f"{r['time_ratio']:.3f}", f"{r['saved_mib']:.1f}",
-                 f"{r['peak_mib']:.1f}", f"{r['memory_ratio']:.3f}") for r in results["schemes"]["rows"]]
-        parts += ["", markdown_grid(rows, ["depth", "scheme", "step s", "time / euler", "saved MiB", "peak MiB",
-                                           "memory / euler"])]
-    if "adjoint" in results:
-        rows = [(r["method"], r["mode"], f"{r['step_s']:.4f}", f"{r['time_ratio']:.2f}", f"{r['saved_mib']:.1f}",
-                 f"{r['peak_mib']:.1f}", f"{r['memory_ratio']:.2f}") for r in results["adjoint"]["rows"]]
-        parts += ["", markdown_grid(rows, ["ODE-Net method", "gradient", "step s", "time / backprop", "saved MiB",
-                                           "peak MiB", "memory / backprop"])]
-    return "\n".join(parts)
