@@ -4,10 +4,12 @@ themselves, and revalidated records current while today's code equals one snapsh
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import pytest
 
-from odenets.provenance import imported_modules, module_digest
+from odenets.provenance import module_digest
 from odenets.reporting import staleness
 from odenets.reporting.staleness import bookkeeping_modules, module_path, run_dependencies, snapshot, stale_modules
 from odenets.results import REPRODUCED, commits
@@ -33,6 +35,16 @@ def test_a_changed_module_makes_its_runs_stale():
     assert stale_modules({"code": {"modules": bookkeeping}}) == []
 
 
+@pytest.fixture(scope="module")
+def run_modules() -> dict[str, str]:
+    """The odenets modules a training process imports (a record's `code.modules`), from a fresh interpreter:
+    this one holds whatever other tests imported (the diagnostics import the recurrent kernels directly)."""
+    code = ("import json, odenets.run.training; from odenets.provenance import imported_modules; "
+            "print(json.dumps({n: d for n, d in imported_modules().items() if n.startswith('odenets')}))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=300)
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
 @pytest.mark.parametrize("model, changed, stale", [
     ("horesnet", "odenets.core.fused_rnn", False),  # imported through the registry, never run
     ("horesnet", "odenets.models.recurrent", False),
@@ -43,12 +55,10 @@ def test_a_changed_module_makes_its_runs_stale():
     ("rkcnn", "odenets.models.densenet", False),
     ("horesnet", "odenets.data.vision", True),  # not a model: every run depends on it
 ])
-def test_a_run_depends_on_its_own_model_family_only(model, changed, stale):
+def test_a_run_depends_on_its_own_model_family_only(model, changed, stale, run_modules):
     """Every run imports every model family (the registry does); a change to a family it did not build
     does not make it stale."""
-    import odenets.run.training  # noqa: F401  (imports the registry, so every family)
-
-    modules = {name: digest for name, digest in imported_modules().items() if name.startswith("odenets")}
+    modules = run_modules
     assert {"odenets.core.fused_rnn", "odenets.models.horesnet", "odenets.models.rkcnn"} <= set(modules)
     record = {"config": {"model": {"name": model}}, "code": {"modules": {**modules, changed: "0" * 16}}}
     assert stale_modules(record) == ([changed] if stale else [])
