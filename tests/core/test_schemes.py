@@ -9,6 +9,7 @@ from omegaconf import OmegaConf
 from odenets.config import CONF_DIR
 from odenets.core.order_conditions import order_of, rooted_trees
 from odenets.core.schemes import TABLEAUS, get_tableau, parse_coefficient, scheme_from_config
+from odenets.core.stage_plan import StagePlan
 from odenets.errors import ConfigError
 
 # our registry name -> id in ../shared/reference/butcher_tableaus.json
@@ -47,9 +48,10 @@ def test_verner_coefficients_the_paper_prints_wrong():
 
 
 def test_needed_stages():
-    assert TABLEAUS["rk8"].needed_stages == 14  # k15, k16 only feed the 9th-order b_hat
-    assert TABLEAUS["dopri5"].needed_stages == 6  # FSAL stage 7 has b_7 = 0
-    assert TABLEAUS["midpoint"].needed_stages == 2
+    stages = lambda name: StagePlan.of(scheme_from_config(name)).stages
+    assert stages("rk8") == 14  # k15, k16 only feed the 9th-order b_hat
+    assert stages("dopri5") == 6  # FSAL stage 7 has b_7 = 0
+    assert stages("midpoint") == 2
 
 
 @pytest.mark.parametrize("alpha,order", [(0.0, 1), (0.5, 2), (0.75, 1), (0.8, 1), (1.0, 1)])
@@ -100,3 +102,16 @@ def test_order_check_detects_a_wrong_weight():
     b[1] += 1e-3
     b[2] -= 1e-3  # still consistent (sum 1), but the order-3+ conditions now fail
     assert order_of(t.A, b) == 2
+
+
+@pytest.mark.parametrize("path", sorted((CONF_DIR / "scheme").glob("*.yaml")), ids=lambda p: p.stem)
+def test_every_scheme_config_is_checked_by_its_owner(path):
+    """Each conf/scheme/*.yaml parses, and `scheme_from_config` (the scheme's only validator) refuses a step size
+    h <= 0 and an unknown key for it in one line."""
+    node = OmegaConf.to_container(OmegaConf.load(path), resolve=False)
+    node = {k: v for k, v in node.items() if not (isinstance(v, str) and "${" in v)}  # alpha: ${alpha}
+    assert StagePlan.of(scheme_from_config(node)).stages >= 1
+    with pytest.raises(ConfigError, match=r"^scheme\.h=0\.0 must be > 0$"):
+        scheme_from_config({**node, "h": 0})
+    with pytest.raises(ConfigError, match=r"^scheme: unknown key\(s\) hh; allowed: "):
+        scheme_from_config({**node, "hh": 1})

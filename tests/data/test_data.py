@@ -12,7 +12,7 @@ import torch
 from helpers import SHARED
 from helpers.dataset_files import patch_checksums, write_cifar10, write_cifar100, write_mnist, write_svhn
 from odenets.config import compose
-from odenets.data import augment, build_datamodule
+from odenets.data import DATASETS, allowed_keys, augment, build_datamodule, dataset_keys
 from odenets.data.base import EpochSampler, Split, TensorBatches
 from odenets.errors import ConfigError
 
@@ -270,3 +270,40 @@ def test_the_torchvision_pipeline_serves_the_validation_split_too(tmp_path):
     assert [len(loader.dataset) for loader in (val, test)] == [10, 10] and len(dm.train) == 30
     x, _ = next(iter(val))
     assert x.shape == (7, 1, 28, 28) and len(dm.test_dataloader().dataset) == 10
+
+
+# -- each data module is the only validator of its keys (odenets.allowed) ----------------------------------------
+# the dataset keys run/validation.py checked for every dataset before the data modules declared them
+CHECKED_BEFORE = {"batch_size", "eval_batch_size", "subset", "test_subset", "val_fraction", "num_workers",
+                  "crop_padding", "flip", "autoaugment", "pipeline", "test_fraction", "split_seed", "split", "fs",
+                  "window_s", "rr_factor", "beat_length", "cache", "extra", "dt", "window", "length_pi",
+                  "train_fraction", "tolerance", "horizon"}
+CANDIDATES = (0, -1, 1, 1.5, 2, "x", None, True)  # the first a range refuses is the bad value
+
+
+@pytest.mark.parametrize("name", sorted(DATASETS))
+def test_every_key_checked_before_has_a_range_declared_by_its_data_module(name):
+    assert CHECKED_BEFORE & set(dataset_keys(name)) <= set(allowed_keys(name)), name
+
+
+@pytest.mark.parametrize("name,key", [(n, k) for n in sorted(DATASETS) for k in allowed_keys(n)])
+def test_each_data_module_refuses_a_value_out_of_its_range_in_one_line(name, key):
+    """By `build_datamodule` (before the data module exists) and by `validate` (before any data is touched)."""
+    import re
+
+    from omegaconf import open_dict
+
+    from odenets.config import compose_row
+    from odenets.run.validation import validate
+
+    allowed = allowed_keys(name)[key]
+    bad = next(v for v in CANDIDATES if not allowed(v))
+    line = rf"^dataset\.{key}={re.escape(repr(bad))} is not allowed; expected {re.escape(allowed.text)}$"
+    with pytest.raises(ConfigError, match=line):
+        build_datamodule({"name": name, key: bad})
+    signal = name in ("sine", "mitbih", "mitbih_csv")
+    cfg = compose_row([f"dataset={name}", f"model={'lstm' if signal else 'horesnet'}"])
+    with open_dict(cfg):
+        cfg.dataset[key] = bad
+    with pytest.raises(ConfigError, match=line):
+        validate(cfg)

@@ -49,8 +49,8 @@ def test_free_run_seed_and_target():
     ({"tolerance": 0}, "tolerance"), ({"horizon": 0}, "horizon"),
 ])
 def test_bad_settings_are_config_errors(kwargs, match):
-    with pytest.raises(ConfigError, match=match):
-        SineDataModule(**kwargs)
+    with pytest.raises(ConfigError, match=match):  # ranges: the data module's ALLOWED, checked as it is built
+        build_datamodule({"name": "sine", **kwargs})
 
 
 class ExactRecurrence(nn.Module):

@@ -118,3 +118,12 @@ def test_a_submitit_signal_no_run_can_catch_is_one_line(monkeypatch, capsys, tmp
     assert exit_info.value.code == 2 and err.strip().splitlines() == [
         "error: SUBMITIT_PREEMPT_SIGNAL='SIGUSR2' is not a signal a run can catch; expected a name without SIG, "
         "e.g. USR2, USR1, TERM, HUP"], err
+
+
+def test_validation_returns_the_keys_set_but_not_read_and_the_caller_decides():
+    """`validate` refuses bad values itself, but only reports a key the run does not read: a single run refuses it
+    (test_bad_input above), a multirun's job leaves it out (tests/run/test_cluster_safety.py)."""
+    overrides = ["model=lstm", "dataset=sine", "alpha=0.3"]
+    found = validate(compose(overrides), overrides)
+    assert list(found) == ["alpha"] and found["alpha"].startswith("this run does not read it (model=lstm")
+    assert validate(compose(overrides), overrides[:2]) == {}

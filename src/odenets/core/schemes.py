@@ -94,12 +94,6 @@ class ButcherTableau:
     def embedded_order(self) -> int | None:
         return None if self.b_hat is None else order_of(self.A, self.b_hat)
 
-    @cached_property
-    def needed_stages(self) -> int:
-        """Stages the propagated solution needs: those used only by b_hat (Verner's k15, k16;
-        Dormand-Prince's FSAL k7) are never evaluated by a block."""
-        return needed_stages(self.A, self.b)
-
     def coefficients(self, **params: Number) -> tuple[Sequence[Number], Sequence[Sequence[Number]], Sequence[Number]]:
         """(c, A, b), recomputed from `params` (e.g. a learnable alpha tensor) for a family member."""
         if not params:
@@ -108,16 +102,6 @@ class ButcherTableau:
             raise ValueError(f"scheme {self.name!r} has no parameters")
         coeffs = self.family(**{**self.params, **params})
         return coeffs["c"], coeffs["A"], coeffs["b"]
-
-
-def needed_stages(A, b) -> int:
-    """Number of leading stages the weights b depend on, directly or through A."""
-    needed = [bi != 0 for bi in b]
-    for i in reversed(range(len(b))):
-        if needed[i]:
-            for j in range(i):
-                needed[j] = needed[j] or A[i][j] != 0
-    return max((i + 1 for i, n in enumerate(needed) if n), default=1)
 
 
 def _validate(name, c, A, b, b_hat) -> None:
@@ -337,11 +321,6 @@ class Scheme:
         rows = range(t.stages)
         A = tuple(tuple(any(float(P[1][i][j]) != 0 for P in patterns) for j in rows) for i in rows)
         return A, tuple(any(float(P[2][i]) != 0 for P in patterns) for i in rows)
-
-    @cached_property
-    def stages(self) -> int:
-        """Stages a block evaluates: those the propagated solution needs, learned parameters counted."""
-        return needed_stages(*self.sparsity)
 
 
 SCHEME_KEYS = {"name", "c", "A", "b", "b_hat", "h", "learn_h", "learn_alpha", "learn", "alpha", "c2", "c3"}

@@ -16,6 +16,17 @@ from dataclasses import dataclass, field
 from odenets.core.schemes import Scheme
 
 
+def needed_stages(A: Sequence[Sequence[bool]], b: Sequence[bool]) -> int:
+    """Number of leading stages the weights b depend on, directly or through A: those used only by b_hat
+    (Verner's k15, k16; Dormand-Prince's FSAL k7) are never evaluated."""
+    needed = [bool(bi) for bi in b]
+    for i in reversed(range(len(b))):
+        if needed[i]:
+            for j in range(i):
+                needed[j] = needed[j] or bool(A[i][j])
+    return max((i + 1 for i, n in enumerate(needed) if n), default=1)
+
+
 @dataclass(frozen=True)
 class StagePlan:
     """The stages of a step, only those its output needs (14 of Verner's 16), and how they connect.
@@ -59,10 +70,11 @@ class StagePlan:
 
     @classmethod
     def of(cls, scheme: Scheme, hb: Sequence[float] | None = None) -> StagePlan:
-        """The plan of `scheme`'s stages (`Scheme.stages`), from its sparsity. `hb`: the step's weights h b when
-        nothing learned moves them; the one stage entering the step, if its weight is 1, is then `single`."""
+        """The plan of the stages of `scheme` a step evaluates (`needed_stages` of its sparsity, learned coefficients
+        counted: the one count of stages), from its sparsity. `hb`: the step's weights h b when nothing learned
+        moves them; the one stage entering the step, if its weight is 1, is then `single`."""
         A, b = scheme.sparsity
-        s = scheme.stages
+        s = needed_stages(A, b)
         entering = [i for i in range(s) if b[i]]
         single = entering[0] if hb is not None and len(entering) == 1 and hb[entering[0]] == 1 else None
         return cls(tuple(tuple(j for j in range(i) if A[i][j]) for i in range(s)), b[:s], single)

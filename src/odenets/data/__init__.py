@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 
+from odenets.allowed import Allowed, check
 from odenets.config import to_kwargs
 from odenets.data.base import TensorDataModule
 from odenets.data.ecg import MITBIHCSVDataModule, MITBIHDataModule
@@ -32,14 +33,30 @@ def dataset_keys(name: str) -> list[str]:
     return sorted(set(keys) | MODEL_KEYS)
 
 
-def build_datamodule(dataset_cfg, seed: int = 0) -> TensorDataModule:
-    """The data module a `conf/dataset/*.yaml` node describes; a key nothing reads is a one-line ConfigError."""
+def allowed_keys(name: str) -> dict[str, Allowed]:
+    """What each key of dataset `name` allows: the `ALLOWED` its data module class and its bases declare."""
+    allowed: dict[str, Allowed] = {}
+    for cls in reversed(DATASETS[name].__mro__):
+        allowed.update(vars(cls).get("ALLOWED", {}))
+    return allowed
+
+
+def check_dataset(dataset_cfg) -> dict:
+    """One ConfigError line for an unknown dataset, a key its data module does not read or a value out of its
+    range, before any data is touched; the node's values, resolved."""
     kwargs = to_kwargs(dataset_cfg)
-    name = kwargs["name"]
+    name = kwargs.get("name")
     if name not in DATASETS:
-        raise ConfigError(f"unknown dataset {name!r}; valid datasets: {', '.join(sorted(DATASETS))}")
+        raise ConfigError(f"dataset.name={name!r} is unknown; valid datasets: {', '.join(sorted(DATASETS))}")
     unknown = sorted(set(kwargs) - set(dataset_keys(name)) - {"seed"})
     if unknown:
         raise ConfigError(f"dataset.{unknown[0]} is not read by dataset {name!r}; "
                           f"its keys: {', '.join(dataset_keys(name))}")
-    return DATASETS[name](seed=seed, **kwargs)
+    check(kwargs, allowed_keys(name), prefix="dataset.")
+    return kwargs
+
+
+def build_datamodule(dataset_cfg, seed: int = 0) -> TensorDataModule:
+    """The data module a `conf/dataset/*.yaml` node describes (checked by `check_dataset`)."""
+    kwargs = check_dataset(dataset_cfg)
+    return DATASETS[kwargs["name"]](seed=seed, **kwargs)

@@ -25,6 +25,7 @@ import lightning as L
 import torch
 from torch import Tensor
 
+from odenets.allowed import Allowed, integer, number, optional
 from odenets.errors import ConfigError
 from odenets.seeding import SPLIT_SEED, derive_seed, generator
 
@@ -116,6 +117,14 @@ class TensorDataModule(L.LightningDataModule):
 
     task = "classification"
     class_names: tuple[str, ...] | None = None  # named classes get per-class recall and a confusion matrix
+    # what each key allows (`odenets.allowed`); a subclass adds its own keys' (`allowed_keys`: up the classes)
+    ALLOWED: dict[str, Allowed] = {
+        "batch_size": integer(1),
+        "eval_batch_size": integer(1),
+        "subset": optional(integer(1)),
+        "test_subset": optional(integer(1)),
+        "val_fraction": optional(number(lambda v: 0 < v < 1, "a number in (0, 1)")),
+    }
 
     def __init__(self, name: str, root: str = "data", batch_size: int = 128, eval_batch_size: int = 512,
                  subset: int | None = None, test_subset: int | None = None, val_fraction: float | None = None,

@@ -38,6 +38,7 @@ import numpy as np
 import torch
 from scipy.signal import resample_poly
 
+from odenets.allowed import BOOL, integer, number, one_of
 from odenets.data.base import Split, TensorDataModule
 from odenets.errors import ConfigError
 from odenets.fileio import atomic_open
@@ -224,6 +225,11 @@ class MITBIHDataModule(TensorDataModule):
     """`dataset=mitbih`: beats from the raw records in `records_dir` (default `<root>/mitdb`)."""
 
     class_names = CLASSES
+    ALLOWED = {"test_fraction": number(lambda v: 0 < v < 1, "a number in (0, 1)"), "split_seed": integer(0),
+               "split": one_of("random", "inter_patient"), "fs": integer(1, text="an integer >= 1 (Hz)"),
+               "window_s": number(lambda v: v > 0, "a number > 0 (seconds)"),
+               "rr_factor": number(lambda v: v > 0, "a number > 0"),
+               "beat_length": integer(1, text="an integer >= 1 (samples)"), "cache": BOOL}
 
     def __init__(self, name: str = "mitbih", root: str = "data", records_dir: str | None = None,
                  records: list | None = None, split: str = "random", test_fraction: float = 0.2,
@@ -231,8 +237,6 @@ class MITBIHDataModule(TensorDataModule):
                  lead: str = "MLII", fs: int = 125, window_s: float = 10.0, rr_factor: float = 1.2,
                  beat_length: int = 187, cache: bool = True, **kwargs) -> None:
         super().__init__(name, root, **kwargs)
-        if split not in ("random", "inter_patient"):
-            raise ConfigError(f"dataset.split={split!r}; allowed: random, inter_patient")
         if not 0 < test_fraction < 1:
             raise ConfigError(f"dataset.test_fraction={test_fraction} must be in (0, 1)")
         self.records_dir = Path(records_dir) if records_dir else Path(root) / "mitdb"

@@ -26,22 +26,21 @@ import math
 
 import torch
 
+from odenets.allowed import integer, number, optional
 from odenets.data.base import Split, TensorDataModule
 from odenets.errors import ConfigError
 
 
 class SineDataModule(TensorDataModule):
     task = "forecast"
+    ALLOWED = {"dt": number(lambda v: v > 0, "a number > 0"), "window": integer(1, text="an integer >= 1 (samples)"),
+               "length_pi": number(lambda v: v > 0, "a number > 0"),
+               "train_fraction": number(lambda v: 0 < v < 1, "a number in (0, 1)"),
+               "tolerance": number(lambda v: v > 0, "a number > 0"), "horizon": optional(integer(1))}
 
     def __init__(self, name: str = "sine", length_pi: float = 16.0, dt: float = 0.1, window: int = 50,
                  horizon: int | None = None, train_fraction: float = 0.5, tolerance: float = 0.1, **kwargs) -> None:
         super().__init__(name, **kwargs)
-        if not (dt > 0 and length_pi > 0):
-            raise ConfigError(f"dataset.dt={dt}, dataset.length_pi={length_pi}: both must be > 0")
-        if not 0 < train_fraction < 1:
-            raise ConfigError(f"dataset.train_fraction={train_fraction} must be in (0, 1)")
-        if not tolerance > 0:
-            raise ConfigError(f"dataset.tolerance={tolerance} must be > 0")
         self.dt, self.window, self.tolerance = float(dt), int(window), float(tolerance)
         self.n_samples = math.floor(length_pi * math.pi / dt + 1e-9) + 1
         self.n_train = round(train_fraction * self.n_samples)
@@ -49,8 +48,6 @@ class SineDataModule(TensorDataModule):
             raise ConfigError(f"dataset.window={window}: need 1 <= window < {self.n_train} training samples "
                               f"(of {self.n_samples} at dt={dt}); lower the window or raise train_fraction")
         self.horizon = self.n_samples - self.n_train if horizon is None else int(horizon)
-        if self.horizon < 1:
-            raise ConfigError(f"dataset.horizon={horizon} must be >= 1 (generated points)")
 
     def times(self, start: int, stop: int) -> torch.Tensor:
         return torch.arange(start, stop, dtype=torch.float64) * self.dt

@@ -20,6 +20,7 @@ from torch.utils.data import DataLoader
 from torchvision import datasets, transforms
 from torchvision.datasets.utils import check_integrity
 
+from odenets.allowed import BOOL, integer, one_of
 from odenets.data import augment
 from odenets.data.base import Split, TensorDataModule
 from odenets.errors import ConfigError
@@ -140,12 +141,13 @@ def _digits() -> tuple[Split, Split]:
 class VisionDataModule(TensorDataModule):
     """cifar10, cifar100, svhn (optionally with `extra`), mnist, fashion_mnist and digits."""
 
+    ALLOWED = {"num_workers": integer(0), "crop_padding": integer(0, text="an integer >= 0 (pixels)"), "flip": BOOL,
+               "autoaugment": BOOL, "pipeline": one_of("tensor", "torchvision"), "extra": BOOL}
+
     def __init__(self, name: str, root: str = "data", crop_padding: int = 0, flip: bool = False,
                  autoaugment: bool = False, autoaugment_group: int = 1, mean=(0.5,), std=(0.5,),
                  pipeline: str = "tensor", num_workers: int = 0, extra: bool = False, **kwargs) -> None:
         super().__init__(name, root, **kwargs)
-        if pipeline not in ("tensor", "torchvision"):
-            raise ConfigError(f"dataset.pipeline={pipeline!r}; allowed: tensor, torchvision")
         self.crop_padding, self.flip, self.autoaugment = crop_padding, flip, autoaugment
         self.autoaugment_group, self.extra = autoaugment_group, extra
         self.mean, self.std = torch.tensor(mean, dtype=torch.float32), torch.tensor(std, dtype=torch.float32)

@@ -18,7 +18,9 @@ from odenets.models import (  # noqa: F401  (each family registers its models on
 from odenets.models.registry import (  # noqa: F401
     MODELS,
     WIDTH_ARGUMENTS,
+    allowed_options,
     build_model,
+    check_model,
     count_params,
     create_model,
     list_models,

@@ -83,12 +83,14 @@ import torch
 from torch import Tensor, nn
 
 from odenets.errors import ConfigError
+from odenets.models.recurrent import ALLOWED as RECURRENT_ALLOWED
 from odenets.models.recurrent import as_sequence, features_per_step, last_valid_step
 from odenets.models.recurrent import gate_init as init_gates
 from odenets.models.registry import register_model
 
 FORMS = ("authors", "paper")
 READOUTS = ("auto", "hidden", "output", "prediction")
+ALLOWED = RECURRENT_ALLOWED  # the ranges of the options it shares with the recurrent models (`odenets.allowed`)
 
 
 class HeunLSTM(nn.Module):

@@ -66,8 +66,10 @@ from collections.abc import Callable, Mapping
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from odenets.allowed import integer, one_of
 from odenets.core.blocks import RKBlock
 from odenets.core.schemes import Scheme, scheme_from_config
+from odenets.core.stage_plan import StagePlan
 from odenets.errors import ConfigError
 from odenets.models.registry import register_model
 
@@ -75,6 +77,9 @@ BLOCKS = ("paper", "authors")
 TRUNKS = ("paper", "authors")
 INITS = ("paper", "authors")
 AUTHORS_STAGES = 3  # their CFResNet: three stages of width/4, width/2, width channels
+# what the family's options allow (`odenets.allowed`; lm_resnet and momentum_resnet inherit them); depth and the
+# scheme are checked against each other by `blocks_for_depth`
+ALLOWED = {"width": integer(1), "stage_weights": one_of("separate", "shared")}
 
 
 def conv3x3(c_in: int, c_out: int, stride: int = 1) -> nn.Conv2d:
@@ -156,7 +161,7 @@ class TrunkBlock(nn.Module):
 
 def layers_per_block(scheme: Scheme, stage_weights: str = "separate") -> int:
     """Weight layers in one block: two per sub-net, one sub-net per stage unless weights are shared."""
-    return 2 * (scheme.stages if stage_weights == "separate" else 1)
+    return 2 * (StagePlan.of(scheme).stages if stage_weights == "separate" else 1)
 
 
 def blocks_for_depth(scheme: Scheme, depth: int, stage_weights: str = "separate", groups: int = 1) -> int:

@@ -32,12 +32,15 @@ import torch
 from torch import Tensor, nn
 from torchdiffeq import odeint, odeint_adjoint
 
+from odenets.allowed import number
 from odenets.core.blocks import RKBlock
 from odenets.core.schemes import Scheme, scheme_from_config
 from odenets.errors import ConfigError
 from odenets.models.registry import register_model
 from odenets.models.rkcnn import PeriodNet, channel_list
 from odenets.models.rknet import ODEFunc
+
+ALLOWED = {"tol": number(lambda v: v > 0, "a number > 0 (solver tolerance)")}  # and PeriodNet's (rkcnn)
 
 METHODS = ("explicit_adams", "implicit_adams", "dopri5")
 

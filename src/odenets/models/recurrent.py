@@ -44,6 +44,7 @@ from dataclasses import dataclass, fields
 import torch
 from torch import Tensor, nn
 
+from odenets.allowed import BOOL, integer, number
 from odenets.core.blocks import RKBlock
 from odenets.core.fused_rnn import CellParams, ScanSpec, Workspace, rk_scan
 from odenets.core.schemes import Scheme
@@ -52,6 +53,18 @@ from odenets.errors import ConfigError
 from odenets.models.registry import register_model
 
 READS = ("rows", "pixels")
+# what the recurrent models' options allow (`odenets.allowed`): `RecurrentConfig`'s, then the models' own
+ALLOWED = {
+    "hidden_size": integer(1),
+    "num_layers": integer(1),
+    "chunk": integer(1, text="an integer >= 1 (input steps read as one)"),
+    "timescale": integer(2, text="an integer >= 2 (steps; chrono initialisation)"),
+    "trim_padding": BOOL,
+    "input_scale": number(lambda v: v > 0, "a number > 0"),
+    "fused": BOOL,
+    "r_on": number(lambda v: 0 < v <= 1, "a number in (0, 1]"),
+    "leak": number(lambda v: v >= 0, "a number >= 0"),
+}
 
 
 # --------------------------------------------------------------------------- reading inputs
@@ -76,8 +89,6 @@ def features_per_step(in_channels: int, image_size: int | None, read: str, chunk
     """Features of one time step: C*W for image rows, C for pixels or for a C-channel signal; times `chunk`."""
     if read not in READS:
         raise ConfigError(f"model.read={read!r}; allowed: {', '.join(READS)}")
-    if not (isinstance(chunk, int) and chunk >= 1):
-        raise ConfigError(f"model.chunk={chunk!r}; allowed: an integer >= 1 (input steps read as one)")
     return chunk * (in_channels * image_size if image_size and read == "rows" else in_channels)
 
 
@@ -266,8 +277,6 @@ class PhasedLSTMLayer(nn.Module):
         low, high = (float(p) for p in period_range)
         if not 0 < low <= high:
             raise ConfigError(f"model.period_range={list(period_range)}: need 0 < low <= high (time steps)")
-        if not 0 < r_on <= 1:
-            raise ConfigError(f"model.r_on={r_on}: the open ratio must be in (0, 1]")
         self.cell = nn.LSTMCell(input_size, hidden_size)
         self.log_period = nn.Parameter(torch.empty(hidden_size).uniform_(math.log(low), math.log(high)))
         self.shift = nn.Parameter(torch.rand(hidden_size) * self.log_period.detach().exp())
@@ -359,8 +368,6 @@ class RecurrentConfig:
 
     def layer_inputs(self) -> list[int]:
         """Input size of each layer."""
-        if self.num_layers < 1:
-            raise ConfigError(f"model.num_layers={self.num_layers} must be >= 1")
         first = features_per_step(self.in_channels, self.image_size, self.read, self.chunk)
         return [first] + [self.hidden_size] * (self.num_layers - 1)
 

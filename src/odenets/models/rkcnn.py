@@ -51,12 +51,22 @@ import torch
 from torch import Tensor, nn
 from torchvision.ops import SqueezeExcitation
 
+from odenets.allowed import BOOL, Allowed, integer, number, one_of
 from odenets.errors import ConfigError
 from odenets.models.registry import register_model
 
 VARIANTS = ("E", "I", "R")
 PREPROCESSORS = ("cliquenet", "rknet")
 NORMS = ("batch", "group")
+# what the framework's options allow, for every model built on `PeriodNet` (`odenets.allowed`)
+ALLOWED = {
+    "dropout": number(lambda v: 0 <= v < 1, "a number in [0, 1)"),
+    "steps": Allowed(lambda v: integer(1)(v) or (isinstance(v, (list, tuple)) and all(integer(1)(x) for x in v)),
+                     "an integer >= 1, or a list of them per period"),
+    "attention": BOOL,
+    "multiscale": BOOL,
+    "norm": one_of(*NORMS),
+}
 
 
 # --------------------------------------------------------------------------- layers

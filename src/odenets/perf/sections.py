@@ -41,6 +41,7 @@ from odenets.perf.harness import (
 )
 from odenets.perf.measure import MiB, training_flops, training_memory
 from odenets.run.training import build
+from odenets.run.validation import validate
 
 SECTIONS = ("overhead", "schemes", "input", "scaling", "utilisation", "recurrent", "adjoint")
 SCHEME_VARIANTS = {  # name -> overrides; ratios are to euler at the same depth
@@ -107,6 +108,7 @@ def bench_overhead(s: Settings, m: Machine = Machine()) -> dict:
     with tempfile.TemporaryDirectory() as run_dir:
         cfg = bench_config(["scheme=rk4", "depth=58", f"+trainer.max_steps={steps}",
                             "trainer.enable_progress_bar=false"], s, m.device, output_dir=run_dir)
+        validate(cfg)
         datamodule, task, trainer, _ = build(cfg, Path(run_dir))
         datamodule.train = random_split((steps + 1) * s.batch, s.image)
         datamodule.test = random_split(s.batch, s.image, seed=1)

@@ -29,15 +29,15 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
 from odenets import results
-from odenets.config import fingerprint
-from odenets.core.schemes import scheme_from_config
-from odenets.errors import one_line
+from odenets.core.blocks import RKBlock
+from odenets.errors import ConfigError, one_line
 from odenets.models import count_params
 from odenets.provenance import data_identity, provenance
 from odenets.run import preemption
 from odenets.run.checkpoints import discard, foreign, resume_point
 from odenets.run.lock import run_lock
-from odenets.run.training import build
+from odenets.run.training import build, run_stamp
+from odenets.run.validation import validate
 
 BOOKKEEPING = True  # records or checks runs, computes none of their numbers (odenets.reporting.staleness)
 log = logging.getLogger("odenets")
@@ -49,7 +49,7 @@ def train(cfg: DictConfig) -> dict:
     """Train one configuration and return its result record (also written to result.json)."""
     hydra = HydraConfig.get()
     run_dir = Path(hydra.runtime.output_dir)
-    stamp = {"fingerprint": fingerprint(cfg), "overrides": list(hydra.overrides.task)}
+    stamp = run_stamp(cfg, hydra.overrides.task)
     rank_zero = rank_zero_only.rank == 0  # DDP: rank 0 holds the lock for the run's ranks
     with run_lock(run_dir, wait=cfg.get("wait_for_lock", False)) if rank_zero else nullcontext(), \
             preemption.stop_signals():
@@ -57,6 +57,7 @@ def train(cfg: DictConfig) -> dict:
 
 
 def _train(cfg: DictConfig, run_dir: Path, stamp: dict, multirun: bool, rank_zero: bool) -> dict:
+    """A single run refuses a key it was given and does not read; a multirun's job leaves it out (info line)."""
     fp = stamp["fingerprint"]
     previous = results.read_result(run_dir)
     if previous and previous.get("fingerprint") not in (None, fp) and not cfg.force:
@@ -76,10 +77,14 @@ def _train(cfg: DictConfig, run_dir: Path, stamp: dict, multirun: bool, rank_zer
     accelerator = str(cfg.trainer.get("accelerator", "cpu")) if "trainer" in cfg else "cpu"
     started_with = provenance(accelerator)  # the code the run starts with (edits made while it runs don't count)
     try:
-        datamodule, task, trainer, history = build(cfg, run_dir, user_overrides=stamp["overrides"], multirun=multirun)
-        if "scheme" in cfg.model:
-            tableau = scheme_from_config(cfg.model.scheme).tableau
-            log.info("scheme %s: %d stages used, order %d", tableau.name, tableau.needed_stages, tableau.order)
+        for key, why in validate(cfg, stamp["overrides"]).items():
+            if not multirun:
+                raise ConfigError(f"{key} is set but {why}; remove it")
+            log.info("%s is left out of this job: %s", key, why)
+        datamodule, task, trainer, history = build(cfg, run_dir, stamp)
+        block = next((m for m in task.net.modules() if isinstance(m, RKBlock)), None)
+        if block is not None:  # the scheme as the model parsed it, its stages as its blocks evaluate them
+            log.info("scheme %s: %d stages used, order %d", block.scheme.name, block.stages, block.scheme.tableau.order)
         record["params"] = count_params(task.net)
         _single_run_argv()  # DDP children re-run this job alone, not the whole sweep
         resume, step = resume_point(run_dir, stamp)

@@ -23,7 +23,6 @@ from odenets.data import build_datamodule
 from odenets.data.base import TensorDataModule
 from odenets.models import build_model
 from odenets.run.checkpoints import BEST, CHECKPOINTS, AtomicCheckpointIO, LastCheckpoint
-from odenets.run.validation import validate
 from odenets.seeding import derive_seed
 from odenets.tasks import TASKS
 from odenets.tasks.base import Task
@@ -125,11 +124,17 @@ def initial_network(cfg: DictConfig) -> tuple[TensorDataModule, torch.nn.Module]
     return datamodule, build_model(cfg.model, cfg.budget.width_scale)
 
 
-def build(cfg: DictConfig, run_dir: Path, user_overrides: list[str] = (), multirun: bool = False
+def run_stamp(cfg: DictConfig, overrides=()) -> dict:
+    """What a run's checkpoints and result carry to say whose they are: its fingerprint and the command line's
+    overrides (`odenets.run.checkpoints.resume_point`, `foreign`)."""
+    return {"fingerprint": fingerprint(cfg), "overrides": list(overrides)}
+
+
+def build(cfg: DictConfig, run_dir: Path, stamp: dict | None = None
           ) -> tuple[TensorDataModule, Task, L.Trainer, History]:
-    """Validate `cfg` (and the keys the user set), seed, and build what `python train.py` runs: data module,
-    model, task, Trainer. Nothing is loaded or trained yet; the benchmark builds its runs the same way."""
-    validate(cfg, user_overrides, multirun=multirun)
+    """Seed and build what `python train.py` runs from a validated `cfg` (`odenets.run.validation.validate`):
+    data module, model, task, Trainer, whose checkpoints carry `stamp` (`run_stamp`; by default that of `cfg`
+    with no overrides). Nothing is loaded or trained yet; the benchmark builds its runs the same way."""
     datamodule, net = initial_network(cfg)
     if cfg.channels_last:
         net = net.to(memory_format=torch.channels_last)
@@ -138,8 +143,7 @@ def build(cfg: DictConfig, run_dir: Path, user_overrides: list[str] = (), multir
     task = TASKS[datamodule.task](net, optimizer=instantiate(cfg.optimizer),
                                   scheduler=instantiate(cfg.scheduler) if cfg.get("scheduler") else None,
                                   validation=datamodule.val_fraction is not None, **datamodule.task_kwargs())
-    trainer, history = build_trainer(cfg, run_dir, task, stamp={"fingerprint": fingerprint(cfg),
-                                                                "overrides": list(user_overrides)})
+    trainer, history = build_trainer(cfg, run_dir, task, stamp or run_stamp(cfg))
     return datamodule, task, trainer, history
 
 

@@ -1,18 +1,16 @@
-"""Checks on every user-facing config key, run before any work starts.
+"""Checks on the top-level config keys, run before any work starts; the model's and the dataset's keys are their
+families' (each declares its ranges beside its code, `odenets.allowed`), the scheme's `scheme_from_config`'s.
 
-Each rule names a key, what is allowed and a predicate; the first violation becomes one
-`ConfigError` line naming the key, the value and what is allowed. Structural checks that need
-the code (scheme tableaus, depth for a scheme) are done by the code that owns them, also before
-any data is touched: `scheme_from_config` and the model constructors raise `ConfigError` too.
+`validate` raises one `ConfigError` line for the first value not allowed (naming the key, the value and what is
+allowed), also for structural checks the owners make before any data is touched (tableaus, depth for a scheme).
+`set_but_unread` *returns* the keys the command line set that the run does not read: its caller decides whether
+that is an error (a single run) or a note (a multirun's job). `validate_sweep` checks a sweep's command line.
 """
 
 from __future__ import annotations
 
 import itertools
-import logging
 import os
-from collections.abc import Callable
-from typing import Any
 
 import torch
 from hydra.core.hydra_config import HydraConfig
@@ -20,108 +18,46 @@ from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from odenets.allowed import BOOL, Allowed, integer, number, one_of, optional, violation
 from odenets.config import OPTIONAL_KEYS, readers, unused_keys
 from odenets.core.schemes import scheme_from_config
 from odenets.errors import ConfigError
 
 BOOKKEEPING = True  # records or checks runs, computes none of their numbers (odenets.reporting.staleness)
 _ABSENT = object()
-log = logging.getLogger("odenets")
+
+
 PRECISIONS = ("32-true", "32", "64-true", "64", "16-mixed", "bf16-mixed", "bf16-true", "16-true", "transformer-engine")
+_positive = number(lambda v: v > 0, "a number > 0")
 
-
-def _int(lo: int, hi: float = float("inf")) -> Callable[[Any], bool]:
-    return lambda v: isinstance(v, int) and not isinstance(v, bool) and lo <= v <= hi
-
-
-def _number(check: Callable[[float], bool]) -> Callable[[Any], bool]:
-    return lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and check(v)
-
-
-def _optional(rule: Callable[[Any], bool]) -> Callable[[Any], bool]:
-    return lambda v: v is None or rule(v)
-
-
-def _one_of(*choices: str) -> Callable[[Any], bool]:
-    return lambda v: v in choices
-
-
-_bool = lambda v: isinstance(v, bool)
-
-# key -> (predicate, what is allowed)
-RULES: dict[str, tuple[Callable[[Any], bool], str]] = {
-    "seed": (_int(0), "an integer >= 0"),
-    "epochs": (_int(1), "an integer >= 1"),
-    "depth": (_int(1), "a positive integer (weight layers)"),
-    "alpha": (_number(lambda v: 0 <= v <= 1), "a number in [0, 1] (HeunNet Sec. 5)"),
-    "precision": (lambda v: str(v) in PRECISIONS, "one of " + ", ".join(PRECISIONS)),
-    "compile": (_bool, "true or false"),
-    "channels_last": (_bool, "true or false"),
-    "checkpoint": (_bool, "true or false"),
-    "activation_checkpointing": (_bool, "true or false"),
-    "force": (_bool, "true or false"),
-    "wait_for_lock": (_bool, "true or false"),
-    "checkpoint_every_n_steps": (_optional(_int(0)), "an integer >= 0 (0 or null: only at epoch ends)"),
-    "dataset.batch_size": (_int(1), "an integer >= 1"),
-    "dataset.eval_batch_size": (_int(1), "an integer >= 1"),
-    "dataset.subset": (_optional(_int(1)), "null or an integer >= 1"),
-    "dataset.test_subset": (_optional(_int(1)), "null or an integer >= 1"),
-    "dataset.val_fraction": (_optional(_number(lambda v: 0 < v < 1)), "null or a number in (0, 1)"),
-    "dataset.num_workers": (_int(0), "an integer >= 0"),
-    "dataset.crop_padding": (_int(0), "an integer >= 0 (pixels)"),
-    "dataset.flip": (_bool, "true or false"),
-    "dataset.autoaugment": (_bool, "true or false"),
-    "dataset.pipeline": (_one_of("tensor", "torchvision"), "tensor or torchvision"),
-    "model.width": (_int(1), "an integer >= 1"),
-    "model.stage_weights": (_one_of("separate", "shared"), "separate or shared"),
-    "optimizer.lr": (_number(lambda v: v > 0), "a number > 0"),
-    "optimizer.momentum": (_number(lambda v: 0 <= v < 1), "a number in [0, 1)"),
-    "optimizer.weight_decay": (_number(lambda v: v >= 0), "a number >= 0"),
-    "scheduler.gamma": (_number(lambda v: 0 < v <= 1), "a number in (0, 1]"),
-    "trainer.max_epochs": (_int(1), "an integer >= 1"),
-    "trainer.accelerator": (_one_of("cpu", "gpu", "cuda", "mps", "auto"), "cpu, gpu, cuda, mps or auto"),
-    "trainer.gradient_clip_val": (_optional(_number(lambda v: v > 0)), "null or a number > 0"),
-    "trainer.val_check_interval": (_optional(_number(lambda v: v > 0)), "null, a fraction of an epoch or a "
-                                                                         "number of steps > 0"),
-    "trainer.accumulate_grad_batches": (_int(1), "an integer >= 1"),
-    "trainer.log_every_n_steps": (_int(1), "an integer >= 1"),
-    "optimizer.nesterov": (_bool, "true or false"),
-    "scheduler.milestones": (lambda v: isinstance(v, (list, tuple)) and all(_int(1)(m) for m in v)
-                             and list(v) == sorted(v), "an increasing list of epochs >= 1"),
-    # recurrent models
-    "model.hidden_size": (_int(1), "an integer >= 1"),
-    "model.num_layers": (_int(1), "an integer >= 1"),
-    "model.chunk": (_int(1), "an integer >= 1 (input steps read as one)"),
-    "model.timescale": (_int(2), "an integer >= 2 (steps; chrono initialisation)"),
-    "model.trim_padding": (_bool, "true or false"),
-    "model.fused": (_bool, "true or false"),
-    "model.input_scale": (_number(lambda v: v > 0), "a number > 0"),
-    "model.r_on": (_number(lambda v: 0 < v <= 1), "a number in (0, 1]"),
-    "model.leak": (_number(lambda v: v >= 0), "a number >= 0"),
-    # RKCNN-framework and ODE models
-    "model.dropout": (_number(lambda v: 0 <= v < 1), "a number in [0, 1)"),
-    "model.tol": (_number(lambda v: v > 0), "a number > 0 (solver tolerance)"),
-    "model.steps": (lambda v: _int(1)(v) or (isinstance(v, (list, tuple)) and all(_int(1)(x) for x in v)),
-                    "an integer >= 1, or a list of them per period"),
-    "model.attention": (_bool, "true or false"),
-    "model.multiscale": (_bool, "true or false"),
-    "model.norm": (_one_of("batch", "group"), "batch or group"),
-    # data
-    "dataset.test_fraction": (_number(lambda v: 0 < v < 1), "a number in (0, 1)"),
-    "dataset.split_seed": (_int(0), "an integer >= 0"),
-    "dataset.split": (_one_of("random", "inter_patient"), "random or inter_patient"),
-    "dataset.fs": (_int(1), "an integer >= 1 (Hz)"),
-    "dataset.window_s": (_number(lambda v: v > 0), "a number > 0 (seconds)"),
-    "dataset.rr_factor": (_number(lambda v: v > 0), "a number > 0"),
-    "dataset.beat_length": (_int(1), "an integer >= 1 (samples)"),
-    "dataset.cache": (_bool, "true or false"),
-    "dataset.extra": (_bool, "true or false"),
-    "dataset.dt": (_number(lambda v: v > 0), "a number > 0"),
-    "dataset.window": (_int(1), "an integer >= 1 (samples)"),
-    "dataset.length_pi": (_number(lambda v: v > 0), "a number > 0"),
-    "dataset.train_fraction": (_number(lambda v: 0 < v < 1), "a number in (0, 1)"),
-    "dataset.tolerance": (_number(lambda v: v > 0), "a number > 0"),
-    "dataset.horizon": (_optional(_int(1)), "null or an integer >= 1"),
+# the top-level keys and the groups no family owns (optimizer, scheduler, trainer): key -> what is allowed. The
+# model's and the dataset's keys are their families' (`odenets.models.check_model`, `odenets.data.check_dataset`).
+RULES: dict[str, Allowed] = {
+    "seed": integer(0),
+    "epochs": integer(1),
+    "depth": integer(1, text="a positive integer (weight layers)"),
+    "alpha": number(lambda v: 0 <= v <= 1, "a number in [0, 1] (HeunNet Sec. 5)"),
+    "precision": Allowed(lambda v: str(v) in PRECISIONS, "one of " + ", ".join(PRECISIONS)),
+    "compile": BOOL,
+    "channels_last": BOOL,
+    "checkpoint": BOOL,
+    "activation_checkpointing": BOOL,
+    "force": BOOL,
+    "wait_for_lock": BOOL,
+    "checkpoint_every_n_steps": optional(integer(0), "an integer >= 0 (0 or null: only at epoch ends)"),
+    "optimizer.lr": _positive,
+    "optimizer.momentum": number(lambda v: 0 <= v < 1, "a number in [0, 1)"),
+    "optimizer.weight_decay": number(lambda v: v >= 0, "a number >= 0"),
+    "optimizer.nesterov": BOOL,
+    "scheduler.gamma": number(lambda v: 0 < v <= 1, "a number in (0, 1]"),
+    "scheduler.milestones": Allowed(lambda v: isinstance(v, (list, tuple)) and all(integer(1)(m) for m in v)
+                                    and list(v) == sorted(v), "an increasing list of epochs >= 1"),
+    "trainer.max_epochs": integer(1),
+    "trainer.accelerator": one_of("cpu", "gpu", "cuda", "mps", "auto"),
+    "trainer.gradient_clip_val": optional(_positive),
+    "trainer.val_check_interval": optional(_positive, "null, a fraction of an epoch or a number of steps > 0"),
+    "trainer.accumulate_grad_batches": integer(1),
+    "trainer.log_every_n_steps": integer(1),
 }
 
 
@@ -155,18 +91,13 @@ def not_read(key: str, choices: dict[str, str], unused: set[str]) -> str:
     return f"this run does not read it ({shown}); {'; '.join(chain)}"
 
 
-def validate_used(cfg: DictConfig, overrides=(), multirun: bool = False) -> None:
-    """A top-level key the run does not read (`scheme`, `depth`, `alpha`, `checkpoint`), set on the command line,
-    is bad input: it would change the run's name but not what it computes. In a multirun it is left out of the
-    jobs that do not read it (one info line each; not in their fingerprint): the sweep refuses it only when no
-    job reads it (`SweepReport`)."""
+def set_but_unread(cfg: DictConfig, overrides=()) -> dict[str, str]:
+    """The top-level keys the command line set (`scheme`, `depth`, `alpha`, `checkpoint`) that the run does not
+    read, each with why: such a key would change the run's name but not what it computes. The caller decides:
+    a single run refuses the first (bad input); a multirun's job leaves them out (one info line each; not in its
+    fingerprint), and the sweep refuses a key only when no job reads it (`validate_sweep`)."""
     unused = unused_keys(cfg)
-    for key in _set_keys(overrides):
-        if key in unused:
-            why = not_read(key, _choices(cfg), unused)
-            if not multirun:
-                raise ConfigError(f"{key} is set but {why}; remove it")
-            log.info("%s is left out of this job: %s", key, why)
+    return {key: not_read(key, _choices(cfg), unused) for key in dict.fromkeys(_set_keys(overrides)) if key in unused}
 
 
 def _choices(cfg: DictConfig) -> dict[str, str]:
@@ -177,26 +108,26 @@ def _choices(cfg: DictConfig) -> dict[str, str]:
         return {"model": str(cfg.model.get("name"))}
 
 
-def validate(cfg: DictConfig, overrides=(), multirun: bool = False) -> None:
-    """Raise ConfigError for the first key whose value is not allowed, or that is set and not read."""
-    from odenets.data import DATASETS
-    from odenets.models import MODELS
+def validate(cfg: DictConfig, overrides=()) -> dict[str, str]:
+    """Raise ConfigError for the first key whose value is not allowed: the top-level keys here (`RULES`), the
+    dataset's and the model's by their families, the scheme (when the model reads it) by `scheme_from_config`.
+    Return the keys of `overrides` the run does not read, with why (`set_but_unread`): the caller decides."""
+    from odenets.data import check_dataset
+    from odenets.models import check_model
 
-    for key, (allowed, description) in RULES.items():
+    for key, allowed in RULES.items():
         value = OmegaConf.select(cfg, key, default=_ABSENT, throw_on_missing=False)
         if OmegaConf.is_config(value):
             value = OmegaConf.to_container(value, resolve=True)
-        if value is not _ABSENT and not allowed(value):
-            raise ConfigError(f"{key}={value!r} is not allowed; expected {description}")
-    if cfg.dataset.name not in DATASETS:
-        raise ConfigError(f"dataset.name={cfg.dataset.name!r} is unknown; "
-                          f"valid datasets: {', '.join(sorted(DATASETS))}")
-    if cfg.model.name not in MODELS:
-        raise ConfigError(f"model.name={cfg.model.name!r} is unknown; valid models: {', '.join(sorted(MODELS))}")
+        if value is not _ABSENT and (why := violation(key, value, allowed)):
+            raise ConfigError(why)
+    check_dataset(cfg.dataset)
+    check_model(cfg.model)
     _validate_devices(cfg.trainer)
-    validate_used(cfg, overrides, multirun)
+    unread = set_but_unread(cfg, overrides)
     if "scheme" not in unused_keys(cfg):
         scheme_from_config(cfg.scheme)
+    return unread
 
 
 def _validate_devices(trainer: DictConfig) -> None:

@@ -22,6 +22,7 @@ from torch import Tensor
 
 from odenets.core.ode import integrate
 from odenets.core.schemes import scheme_from_config
+from odenets.core.stage_plan import StagePlan
 from odenets.reporting.figures import scheme_label
 
 T_END = 6.0
@@ -74,7 +75,7 @@ def plot_heun_fig1() -> Figure:
 
 def equal_cost_solution(scheme: str, evaluations: int) -> tuple[np.ndarray, np.ndarray]:
     """(t, x) on [0, 6] with `evaluations` function evaluations: evaluations / stages steps."""
-    stages = scheme_from_config(scheme).tableau.needed_stages
+    stages = StagePlan.of(scheme_from_config(scheme)).stages
     n_steps = evaluations // stages
     if n_steps * stages != evaluations:
         raise ValueError(f"{evaluations} evaluations is not a whole number of {scheme} steps ({stages} stages)")

@@ -14,8 +14,9 @@ from collections.abc import Sequence
 import numpy as np
 from matplotlib.figure import Figure
 
-from odenets.core.schemes import get_tableau
+from odenets.core.schemes import Scheme, get_tableau
 from odenets.core.stability import stability_function
+from odenets.core.stage_plan import StagePlan
 from odenets.reporting.figures import scheme_label
 from odenets.reporting.figures.runs import run_label
 from odenets.results import get
@@ -52,7 +53,8 @@ def plot_regions(schemes: Sequence[str] = REGION_SCHEMES) -> Figure:
         modulus = np.abs(stability_function(t.A, t.b, z))
         ax.contourf(z.real, z.imag, modulus, levels=[0, 1], colors=[f"C{i}"], alpha=0.08)
         ax.contour(z.real, z.imag, modulus, levels=[1], colors=[f"C{i}"], linewidths=1.2)
-        ax.plot([], [], color=f"C{i}", label=f"{scheme_label(name)} (order {t.order}, {t.needed_stages} stages)")
+        stages = StagePlan.of(Scheme(t)).stages
+        ax.plot([], [], color=f"C{i}", label=f"{scheme_label(name)} (order {t.order}, {stages} stages)")
     ax.axhline(0, color="k", lw=0.5)
     ax.axvline(0, color="k", lw=0.5)
     ax.set(xlabel="Re z", ylabel="Im z", aspect="equal",

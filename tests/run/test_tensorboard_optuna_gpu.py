@@ -1,4 +1,5 @@
-"""The doors researchers expect (issue 21): TensorBoard, Optuna searches (`hparams_search=`), `make gpu-check`."""
+"""What researchers expect beside training (issue 21, docs/tensorboard_optuna_gpu.md): TensorBoard, Optuna
+searches (`hparams_search=`), `make gpu-check`."""
 
 from __future__ import annotations
 
