@@ -118,3 +118,22 @@ def test_a_declared_range_names_an_option_of_its_family():
     used = set().union(*(allowed_options(n) for n in MODELS))
     for module in {importlib.import_module(fn.__module__) for fn in MODELS.values()}:
         assert set(getattr(module, "ALLOWED", {})) <= used, module.__name__
+
+
+@pytest.mark.parametrize("model", ["horesnet", "ode_rnn"])
+def test_a_run_parses_its_scheme_once(model, monkeypatch):
+    """Validation and the build read the scheme's config once (`build_model`); the model and its blocks get the
+    parsed `Scheme` (issue 27)."""
+    from odenets.config import compose_row
+    from odenets.core import schemes
+    from odenets.models import build_model
+    from odenets.run.validation import validate
+
+    looked_up = []
+    get_tableau = schemes.get_tableau
+    monkeypatch.setattr(schemes, "get_tableau", lambda *a, **k: looked_up.append(a) or get_tableau(*a, **k))
+    cfg = compose_row([f"model={model}", f"dataset={'sine' if model in SIGNAL_MODELS else 'digits'}", "scheme=rk4",
+                       "depth=10" if model == "horesnet" else "model.hidden_size=4"])
+    validate(cfg)
+    build_model(cfg.model)
+    assert looked_up == [("rk4",)]

@@ -27,9 +27,12 @@ from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm
 from torch.utils.checkpoint import checkpoint
 
+from odenets.allowed import check, one_of
 from odenets.core.schemes import Scheme, scheme_from_config
 from odenets.core.stage_plan import StagePlan
 from odenets.errors import ConfigError
+
+STAGE_WEIGHTS = one_of("separate", "shared")  # a separate F per stage, or one F shared by the stages
 
 
 class RKBlock(nn.Module):
@@ -48,8 +51,7 @@ class RKBlock(nn.Module):
         checkpoint: bool = False,
     ) -> None:
         super().__init__()
-        if stage_weights not in ("separate", "shared"):
-            raise ConfigError(f"stage_weights={stage_weights!r}; allowed: separate, shared")
+        check({"stage_weights": stage_weights}, {"stage_weights": STAGE_WEIGHTS})
         self.scheme = scheme = scheme_from_config(scheme)
         self.time_input, self.checkpoint = time_input, checkpoint
         self.learned = nn.ParameterDict(

@@ -82,6 +82,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from odenets.allowed import check, number, one_of
 from odenets.errors import ConfigError
 from odenets.models.recurrent import ALLOWED as RECURRENT_ALLOWED
 from odenets.models.recurrent import as_sequence, features_per_step, last_valid_step
@@ -90,7 +91,9 @@ from odenets.models.registry import register_model
 
 FORMS = ("authors", "paper")
 READOUTS = ("auto", "hidden", "output", "prediction")
-ALLOWED = RECURRENT_ALLOWED  # the ranges of the options it shares with the recurrent models (`odenets.allowed`)
+# the ranges of the options it shares with the recurrent models, and its own (`odenets.allowed`)
+ALLOWED = {**RECURRENT_ALLOWED, "form": one_of(*FORMS), "readout": one_of(*READOUTS),
+           "alpha": number(lambda v: 0 <= v <= 1, "a number in [0, 1], the range of the extended Heun weight")}
 
 
 class HeunLSTM(nn.Module):
@@ -100,10 +103,7 @@ class HeunLSTM(nn.Module):
     def __init__(self, input_size: int, hidden_size: int, alpha: float = 0.5, form: str = "authors",
                  num_layers: int = 1, bidirectional: bool = True) -> None:
         super().__init__()
-        if form not in FORMS:
-            raise ConfigError(f"model.form={form!r}; allowed: {', '.join(FORMS)}")
-        if not 0.0 <= float(alpha) <= 1.0:
-            raise ConfigError(f"model.alpha={alpha} is outside [0, 1], the range of the extended Heun weight")
+        check({"form": form, "alpha": alpha}, ALLOWED, prefix="model.")
         self.lstm = nn.LSTM(input_size, hidden_size, num_layers, batch_first=True, bidirectional=bidirectional)
         self.alpha, self.form = float(alpha), form
 
@@ -162,10 +162,7 @@ def heunnet_authors(alpha: float = 0.5, form: str = "authors", hidden_size: int 
                     image_size: int | None = None, read: str = "rows", chunk: int = 1, trim_padding: bool = False,
                     input_scale: float = 1.0, gate_init: str = "torch", timescale: int = 100) -> AuthorsHeunNet:
     """The authors' HuneLSTM (alpha = 0.5) / ExHuneLSTM (alpha) cell with a readout."""
-    if readout not in READOUTS:
-        raise ConfigError(f"model.readout={readout!r}; allowed: {', '.join(READOUTS)}")
-    if num_layers < 1:
-        raise ConfigError(f"model.num_layers={num_layers} must be >= 1")
+    check({"readout": readout, "num_layers": num_layers}, ALLOWED, prefix="model.")
     features = features_per_step(in_channels, image_size, read, chunk)
     if readout == "auto":
         readout = "prediction" if num_outputs == 1 and features == 1 else "hidden"

@@ -66,8 +66,8 @@ from collections.abc import Callable, Mapping
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from odenets.allowed import integer, one_of
-from odenets.core.blocks import RKBlock
+from odenets.allowed import check, integer, one_of
+from odenets.core.blocks import STAGE_WEIGHTS, RKBlock
 from odenets.core.schemes import Scheme, scheme_from_config
 from odenets.core.stage_plan import StagePlan
 from odenets.errors import ConfigError
@@ -79,7 +79,8 @@ INITS = ("paper", "authors")
 AUTHORS_STAGES = 3  # their CFResNet: three stages of width/4, width/2, width channels
 # what the family's options allow (`odenets.allowed`; lm_resnet and momentum_resnet inherit them); depth and the
 # scheme are checked against each other by `blocks_for_depth`
-ALLOWED = {"width": integer(1), "stage_weights": one_of("separate", "shared")}
+ALLOWED = {"width": integer(1), "stage_weights": STAGE_WEIGHTS, "block": one_of(*BLOCKS), "trunk": one_of(*TRUNKS),
+           "init": one_of(*INITS)}
 
 
 def conv3x3(c_in: int, c_out: int, stride: int = 1) -> nn.Conv2d:
@@ -181,18 +182,12 @@ def blocks_for_depth(scheme: Scheme, depth: int, stage_weights: str = "separate"
                       f"{rule}); nearest valid depths: {nearest}")
 
 
-def _choice(key: str, value: str, allowed: tuple[str, ...]) -> None:
-    if value not in allowed:
-        raise ConfigError(f"model.{key}={value!r}; allowed: {', '.join(allowed)}")
-
-
 class HOResNet(nn.Module):
     def __init__(self, scheme: Scheme | Mapping | str, depth: int, num_classes: int = 10, in_channels: int = 3,
                  width: int = 64, stage_weights: str = "separate", checkpoint: bool = False, block: str = "paper",
                  trunk: str = "paper", init: str = "paper", equal_time: bool = False) -> None:
         super().__init__()
-        for key, value, allowed in (("block", block, BLOCKS), ("trunk", trunk, TRUNKS), ("init", init, INITS)):
-            _choice(key, value, allowed)
+        check({"block": block, "trunk": trunk, "init": init}, ALLOWED, prefix="model.")
         scheme = scheme_from_config(scheme)
         groups = AUTHORS_STAGES if trunk == "authors" else 1
         if trunk == "authors" and stage_weights == "shared":

@@ -32,7 +32,7 @@ import torch
 from torch import Tensor, nn
 from torchdiffeq import odeint, odeint_adjoint
 
-from odenets.allowed import number
+from odenets.allowed import check, number, one_of
 from odenets.core.blocks import RKBlock
 from odenets.core.schemes import Scheme, scheme_from_config
 from odenets.errors import ConfigError
@@ -40,9 +40,9 @@ from odenets.models.registry import register_model
 from odenets.models.rkcnn import PeriodNet, channel_list
 from odenets.models.rknet import ODEFunc
 
-ALLOWED = {"tol": number(lambda v: v > 0, "a number > 0 (solver tolerance)")}  # and PeriodNet's (rkcnn)
-
 METHODS = ("explicit_adams", "implicit_adams", "dopri5")
+ALLOWED = {"tol": number(lambda v: v > 0, "a number > 0 (solver tolerance)"),  # and PeriodNet's (rkcnn)
+           "method": one_of(*METHODS)}
 
 
 class _TimeFirst(nn.Module):
@@ -61,8 +61,7 @@ class ODEBlock(nn.Module):
 
     def __init__(self, func: nn.Module, method: str, steps: int = 3, tol: float = 0.5, adjoint: bool = False) -> None:
         super().__init__()
-        if method not in METHODS:
-            raise ConfigError(f"method={method!r}; allowed: {', '.join(METHODS)}")
+        check({"method": method}, ALLOWED, prefix="model.")
         if method != "dopri5" and steps < 1:
             raise ConfigError(f"steps={steps}: a multistep ODE-Net needs at least one step per period")
         self.func, self.method, self.tol, self.steps, self.adjoint = func, method, float(tol), steps, adjoint

@@ -44,7 +44,7 @@ from dataclasses import dataclass, fields
 import torch
 from torch import Tensor, nn
 
-from odenets.allowed import BOOL, integer, number
+from odenets.allowed import BOOL, check, integer, number, one_of
 from odenets.core.blocks import RKBlock
 from odenets.core.fused_rnn import CellParams, ScanSpec, Workspace, rk_scan
 from odenets.core.schemes import Scheme
@@ -54,6 +54,7 @@ from odenets.models.registry import register_model
 
 READS = ("rows", "pixels")
 # what the recurrent models' options allow (`odenets.allowed`): `RecurrentConfig`'s, then the models' own
+GATE_INITS = ("torch", "forget", "chrono")  # `gate_init`
 ALLOWED = {
     "hidden_size": integer(1),
     "num_layers": integer(1),
@@ -64,6 +65,8 @@ ALLOWED = {
     "fused": BOOL,
     "r_on": number(lambda v: 0 < v <= 1, "a number in (0, 1]"),
     "leak": number(lambda v: v >= 0, "a number >= 0"),
+    "gate_init": one_of(*GATE_INITS),
+    "read": one_of(*READS),
 }
 
 
@@ -87,8 +90,7 @@ def as_sequence(x: Tensor, read: str = "rows", chunk: int = 1) -> Tensor:
 
 def features_per_step(in_channels: int, image_size: int | None, read: str, chunk: int = 1) -> int:
     """Features of one time step: C*W for image rows, C for pixels or for a C-channel signal; times `chunk`."""
-    if read not in READS:
-        raise ConfigError(f"model.read={read!r}; allowed: {', '.join(READS)}")
+    check({"read": read}, ALLOWED, prefix="model.")
     return chunk * (in_channels * image_size if image_size and read == "rows" else in_channels)
 
 
@@ -101,7 +103,6 @@ def last_valid_step(x: Tensor, read: str, chunk: int) -> Tensor:
 
 
 # --------------------------------------------------------------------------- gate initialisation
-GATE_INITS = ("torch", "forget", "chrono")
 
 
 @torch.no_grad()
@@ -111,8 +112,7 @@ def gate_init(cell: nn.LSTMCell | nn.GRUCell | nn.LSTM | nn.GRU, mode: str, time
     as Keras does (Gers et al. 2000, Jozefowicz et al. 2015); `chrono` (Tallec & Ollivier 2018) draws it
     as log U(1, T - 1), T = `timescale` steps, and sets the LSTM's input gate to its negative. The
     recurrent biases of these gates are zeroed, so the input bias alone holds the value."""
-    if mode not in GATE_INITS:
-        raise ConfigError(f"model.gate_init={mode!r}; allowed: {', '.join(GATE_INITS)}")
+    check({"gate_init": mode}, {"gate_init": ALLOWED["gate_init"]}, prefix="model.")
     if mode == "torch":
         return
     n = cell.hidden_size
@@ -195,6 +195,7 @@ TRANSITIONS = {
     "gru": lambda input_size, hidden_size: CellIncrement(nn.GRUCell(input_size, hidden_size)),
     "lstm": lambda input_size, hidden_size: CellIncrement(nn.LSTMCell(input_size, hidden_size)),
 }
+ALLOWED["cell"] = one_of(*TRANSITIONS)  # the transitions F above (ode_rnn)
 
 
 def coefficient_tensor(values) -> Tensor:
@@ -221,8 +222,7 @@ class ODERNNLayer(nn.Module):
     def __init__(self, scheme: Scheme | Mapping | str, cell: str, input_size: int, hidden_size: int,
                  fused: bool = True) -> None:
         super().__init__()
-        if cell not in TRANSITIONS:
-            raise ConfigError(f"model.cell={cell!r}; allowed: {', '.join(TRANSITIONS)}")
+        check({"cell": cell}, ALLOWED, prefix="model.")
         self.step = RKBlock(scheme, lambda: TRANSITIONS[cell](input_size, hidden_size), stage_weights="shared")
         self.hidden_size, self.fused, self.workspace = hidden_size, fused, Workspace()
         self.state_size = self.step.F[0].state_size

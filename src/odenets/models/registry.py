@@ -12,6 +12,7 @@ from torch import nn
 
 from odenets.allowed import Allowed, check
 from odenets.config import to_kwargs
+from odenets.core.schemes import scheme_from_config
 from odenets.errors import ConfigError
 
 MODELS: dict[str, Callable[..., nn.Module]] = {}
@@ -107,8 +108,11 @@ def scale_width(value, scale: float):
 
 def build_model(model_cfg, width_scale: float = 1.0) -> nn.Module:
     """The network a `conf/model/*.yaml` node describes: `name` plus the constructor's arguments,
-    with its width arguments scaled by the budget's `width_scale`."""
+    with its width arguments scaled by the budget's `width_scale`. The run's scheme is parsed here, once
+    (`scheme_from_config`): the model and its blocks receive the `Scheme`."""
     kwargs = to_kwargs(model_cfg)
+    if "scheme" in kwargs:
+        kwargs["scheme"] = scheme_from_config(kwargs["scheme"])
     for key in WIDTH_ARGUMENTS:
         if kwargs.get(key) is not None:
             kwargs[key] = scale_width(kwargs[key], width_scale)

@@ -51,7 +51,7 @@ import torch
 from torch import Tensor, nn
 from torchvision.ops import SqueezeExcitation
 
-from odenets.allowed import BOOL, Allowed, integer, number, one_of
+from odenets.allowed import BOOL, Allowed, check, integer, number, one_of, optional
 from odenets.errors import ConfigError
 from odenets.models.registry import register_model
 
@@ -66,16 +66,17 @@ ALLOWED = {
     "attention": BOOL,
     "multiscale": BOOL,
     "norm": one_of(*NORMS),
+    "variant": optional(one_of(*VARIANTS)),  # null: read from the paper name
+    "preprocessor": one_of(*PREPROCESSORS),
 }
 
 
 # --------------------------------------------------------------------------- layers
 def norm2d(kind: str, c: int) -> nn.Module:
+    check({"norm": kind}, ALLOWED, prefix="model.")
     if kind == "batch":
         return nn.BatchNorm2d(c, eps=1e-3, momentum=0.01)
-    if kind == "group":  # Chen et al.'s GroupNorm(min(32, c), c), with groups dividing c for any c
-        return nn.GroupNorm(c if c <= 32 else math.gcd(32, c), c)
-    raise ConfigError(f"norm={kind!r}; allowed: {', '.join(NORMS)}")
+    return nn.GroupNorm(c if c <= 32 else math.gcd(32, c), c)  # Chen et al.'s GroupNorm(min(32, c)), groups dividing c
 
 
 def preact_conv(c_in: int, c_out: int, kernel: int, norm: str, dropout: float = 0.0) -> nn.Sequential:
@@ -111,8 +112,7 @@ class RKCNNBlock(nn.Module):
 
     def __init__(self, k: int, stages: int, variant: str = "R", norm: str = "batch", dropout: float = 0.0) -> None:
         super().__init__()
-        if variant not in VARIANTS:
-            raise ConfigError(f"variant={variant!r}; allowed: {', '.join(VARIANTS)}")
+        check({"variant": variant}, {"variant": one_of(*VARIANTS)}, prefix="model.")
         if stages < (1 if variant == "E" else 2):
             raise ConfigError(f"RKCNN-{variant} needs at least {1 if variant == 'E' else 2} stages per period "
                               f"(got {stages}; Phase II updates alternately, Rule 2)")
@@ -170,8 +170,7 @@ class PeriodNet(nn.Module):
                  attention: bool = True, multiscale: bool = True, out_channels: Sequence[int] | None = None,
                  post_channels: Sequence[int] | None = None) -> None:
         super().__init__()
-        if preprocessor not in PREPROCESSORS:
-            raise ConfigError(f"preprocessor={preprocessor!r}; allowed: {', '.join(PREPROCESSORS)}")
+        check({"preprocessor": preprocessor}, ALLOWED, prefix="model.")
         n = len(channels)
         out_channels = list(out_channels or channels)
         post_channels = list(post_channels or out_channels)

@@ -1,5 +1,6 @@
 """Checks on the top-level config keys, run before any work starts; the model's and the dataset's keys are their
-families' (each declares its ranges beside its code, `odenets.allowed`), the scheme's `scheme_from_config`'s.
+families' (each declares its ranges beside its code, `odenets.allowed`), the scheme's `scheme_from_config`'s, which
+parses it once when the model is built (`odenets.models.build_model`, before any data is read).
 
 `validate` raises one `ConfigError` line for the first value not allowed (naming the key, the value and what is
 allowed), also for structural checks the owners make before any data is touched (tableaus, depth for a scheme).
@@ -20,7 +21,6 @@ from omegaconf.errors import OmegaConfBaseException
 
 from odenets.allowed import BOOL, Allowed, integer, number, one_of, optional, violation
 from odenets.config import OPTIONAL_KEYS, readers, unused_keys
-from odenets.core.schemes import scheme_from_config
 from odenets.errors import ConfigError
 
 BOOKKEEPING = True  # records or checks runs, computes none of their numbers (odenets.reporting.staleness)
@@ -110,7 +110,7 @@ def _choices(cfg: DictConfig) -> dict[str, str]:
 
 def validate(cfg: DictConfig, overrides=()) -> dict[str, str]:
     """Raise ConfigError for the first key whose value is not allowed: the top-level keys here (`RULES`), the
-    dataset's and the model's by their families, the scheme (when the model reads it) by `scheme_from_config`.
+    dataset's and the model's by their families (the scheme is checked as it is parsed, by `build_model`).
     Return the keys of `overrides` the run does not read, with why (`set_but_unread`): the caller decides."""
     from odenets.data import check_dataset
     from odenets.models import check_model
@@ -124,10 +124,7 @@ def validate(cfg: DictConfig, overrides=()) -> dict[str, str]:
     check_dataset(cfg.dataset)
     check_model(cfg.model)
     _validate_devices(cfg.trainer)
-    unread = set_but_unread(cfg, overrides)
-    if "scheme" not in unused_keys(cfg):
-        scheme_from_config(cfg.scheme)
-    return unread
+    return set_but_unread(cfg, overrides)
 
 
 def _validate_devices(trainer: DictConfig) -> None:
