@@ -16,7 +16,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from odenets.errors import EXIT_BAD_INPUT, EXIT_WRITE, ConfigError, WriteError
+from odenets.cli import run_command
 from odenets.reporting.collect import collect
 from odenets.results import REPRODUCED
 
@@ -30,16 +30,11 @@ def main(argv: list[str] | None = None) -> int:
                         help="also collect runs made with uncommitted changes under src/ or conf/")
     args = parser.parse_args(argv)
     out = Path(args.out) if args.out else REPRODUCED / args.budget
-    try:
-        done = collect(args.runs, args.budget, out, args.allow_dirty)
-    except ConfigError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    except WriteError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return EXIT_WRITE
-    print(done.summary(args.budget, out))
-    return 0
+
+    def collected() -> int:
+        print(collect(args.runs, args.budget, out, args.allow_dirty).summary(args.budget, out))
+        return 0
+    return run_command(collected)
 
 
 if __name__ == "__main__":

@@ -16,7 +16,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from odenets.errors import EXIT_BAD_INPUT, EXIT_WRITE, ConfigError, WriteError
+from odenets.cli import run_command
+from odenets.errors import ConfigError
 from odenets.reporting.revalidate import WHOLE_BELOW_S, revalidate
 
 
@@ -36,20 +37,15 @@ def main(argv: list[str] | None = None) -> int:
                         help="revalidate at uncommitted code (for tests in a scratch copy: the entry's commit "
                              "does not hold that code)")
     args = parser.parse_args(argv)
-    if args.jobs < 1:
-        print(f"error: --jobs {args.jobs}: at least 1", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    try:
+
+    def revalidated() -> int:
+        if args.jobs < 1:
+            raise ConfigError(f"--jobs {args.jobs}: at least 1")
         report = revalidate(args.budget, args.records, args.out, args.jobs, args.data_dir, args.all,
                             args.allow_dirty, args.whole_below, args.dry_run, say=lambda line: print(line, flush=True))
-    except ConfigError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    except WriteError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return EXIT_WRITE
-    print(report.summary())
-    return 0 if report.ok else 1
+        print(report.summary())
+        return 0 if report.ok else 1
+    return run_command(revalidated)
 
 
 if __name__ == "__main__":

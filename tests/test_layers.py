@@ -7,7 +7,7 @@ are independent of each other.
 | layer | units | what they are |
 |---|---|---|
 | 0 | `errors`, `seeding`, `config`, `formatting` | foundations: import no odenets module |
-| 1 | `fileio`, `allowed` | atomic files; the allowed values of config keys (declared by their owners) |
+| 1 | `fileio`, `allowed`, `cli` | atomic files; allowed values of config keys (declared by owners); how commands end |
 | 2 | `core` | the numerical core: schemes, `RKBlock`, the fused recurrent scan |
 | 3 | `data`, `models`, `tasks` | what a run trains |
 | 4 | `provenance` | where a number comes from |
@@ -30,7 +30,7 @@ from odenets.reporting.staleness import odenets_imports
 
 LAYERS = (
     ("odenets.errors", "odenets.seeding", "odenets.config", "odenets.formatting"),
-    ("odenets.fileio", "odenets.allowed"),
+    ("odenets.fileio", "odenets.allowed", "odenets.cli"),
     ("odenets.core",),
     ("odenets.data", "odenets.models", "odenets.tasks"),
     ("odenets.provenance",),

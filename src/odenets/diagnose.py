@@ -13,7 +13,8 @@ of the highest-order one. Spectra are computed in the network's float32, the ord
 
 The entry (kind `diagnostics`, with its settings, products and seconds, and provenance) is added to the run's
 `eval.json` through `odenets.evaluate.record`, replacing an earlier diagnosis of the same checkpoint; `make
-figures` draws it (`ode_stability_*`, `ode_order_*`). Bad paths or options: one line, exit status 2.
+figures` draws it (`ode_stability_*`, `ode_order_*`). Bad paths or options: one line, exit status 2 (an
+eval.json that cannot be written: 4; `odenets.cli`).
 
     odenets-diagnose outputs/runs/mnist-ode_rnn-heun-s0-cpu-58038fb0
     odenets-diagnose outputs/runs/mnist-horesnet-rk8-d30-s0-cpu-... batch=2 init=false
@@ -32,10 +33,11 @@ import torch
 from omegaconf import OmegaConf
 from torch import Tensor, nn
 
+from odenets.cli import run_and_options, run_command
 from odenets.config import register_resolvers
 from odenets.core.schemes import TABLEAUS, ButcherTableau, scheme_from_config
 from odenets.data.base import TensorDataModule
-from odenets.errors import ConfigError, exit_bad_input
+from odenets.errors import ConfigError
 from odenets.evaluate import load_trained, record
 from odenets.provenance import provenance
 from odenets.results import now
@@ -146,24 +148,17 @@ PARSERS = {"which": lambda k, v: v, "init": _bool, "order": _bool, "batch": _int
            "substeps": _substeps, "reference": _int}
 
 
+USAGE = ("usage: odenets-diagnose RUN_DIR_OR_CKPT [which=best|last] [init=true|false] [batch=N] [k=K] "
+         "[order=true|false] [schemes=a,b] [substeps=1,2,4,8,16] [reference=64] [dataset.KEY=VALUE ...]")
+
+
 def parse(argv: list[str]) -> tuple[str, dict, list[str]]:
-    if not argv or "=" in argv[0]:
-        raise ConfigError("usage: odenets-diagnose RUN_DIR_OR_CKPT [which=best|last] [init=true|false] [batch=N] "
-                          "[k=K] [order=true|false] [schemes=a,b] [substeps=1,2,4,8,16] [reference=64] "
-                          "[dataset.KEY=VALUE ...]")
-    options, overrides = {}, []
-    for arg in argv[1:]:
-        key, sep, value = arg.partition("=")
-        if not sep:
-            raise ConfigError(f"{arg!r}: arguments after the run are key=value")
-        if key in PARSERS:
-            options[key] = PARSERS[key](key, value)
-        else:
-            overrides.append(arg)
+    run, given, overrides = run_and_options(argv, USAGE, PARSERS)
+    options = {key: PARSERS[key](key, value) for key, value in given.items()}
     reference, substeps = options.get("reference", REFERENCE_SUBSTEPS), options.get("substeps", SUBSTEPS)
     if reference <= max(substeps):
         raise ConfigError(f"reference={reference} must exceed the largest of substeps={','.join(map(str, substeps))}")
-    return argv[0], options, overrides
+    return run, options, overrides
 
 
 def summary(entry: dict) -> list[str]:
@@ -194,16 +189,16 @@ def summary(entry: dict) -> list[str]:
     return lines
 
 
+def _diagnose_and_say(argv: list[str]) -> int:
+    run, options, overrides = parse(argv)
+    print("\n".join(summary(diagnose_run(run, overrides=overrides, **options))))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     register_resolvers()
     quiet_lightning(info=False)
-    try:
-        run, options, overrides = parse(sys.argv[1:] if argv is None else argv)
-        entry = diagnose_run(run, overrides=overrides, **options)
-    except ConfigError as e:
-        exit_bad_input(e)
-    print("\n".join(summary(entry)))
-    return 0
+    return run_command(lambda: _diagnose_and_say(sys.argv[1:] if argv is None else argv))
 
 
 if __name__ == "__main__":

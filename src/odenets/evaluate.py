@@ -7,7 +7,8 @@ the run's own `result.json` config, the checkpoint's weights are loaded (`which=
 with another tableau and/or n sub-steps per step (`odenets.run.integration`: shared-weight models only).
 The result is added to `eval.json` beside `result.json` (one entry per distinct evaluation: its
 metrics, the overrides, the checkpoint, provenance). Bad paths or overrides, and a checkpoint that is not
-plain data (`odenets.run.checkpoints.load_checkpoint`: nothing in it runs): one line, exit status 2.
+plain data (`odenets.run.checkpoints.load_checkpoint`: nothing in it runs): one line, exit status 2; an eval.json
+that cannot be written: one line, status 4 (`odenets.cli`).
 `load_trained` is the one place a trained run is rebuilt (evaluation, diagnostics).
 
     odenets-eval outputs/runs/mnist-ode_rnn-euler-s0-1a2b3c4d scheme=rk4 substeps=4
@@ -29,11 +30,12 @@ import yaml
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
+from odenets.cli import run_and_options, run_command
 from odenets.config import register_resolvers
 from odenets.core.schemes import scheme_from_config
 from odenets.data import build_datamodule, dataset_keys
 from odenets.data.base import TensorDataModule
-from odenets.errors import ConfigError, exit_bad_input
+from odenets.errors import ConfigError
 from odenets.fileio import atomic_open
 from odenets.models import build_model
 from odenets.provenance import provenance
@@ -46,6 +48,7 @@ from odenets.tasks.base import Task
 
 BOOKKEEPING = True  # records or checks runs, computes none of their numbers (odenets.reporting.staleness)
 OPTIONS = ("which", "scheme", "substeps")
+USAGE = "usage: odenets-eval RUN_DIR_OR_CKPT [which=best|last] [scheme=NAME] [substeps=N] [dataset.KEY=VALUE ...]"
 
 
 def _locate(run: str | Path, which: str) -> tuple[Path, Path]:
@@ -137,36 +140,26 @@ def record(run_dir: Path, entry: dict) -> None:
 
 
 def parse(argv: list[str]) -> tuple[str, dict, list[str]]:
-    if not argv or "=" in argv[0]:
-        raise ConfigError("usage: odenets-eval RUN_DIR_OR_CKPT [which=best|last] [scheme=NAME] [substeps=N] "
-                          "[dataset.KEY=VALUE ...]")
-    options, overrides = {}, []
-    for arg in argv[1:]:
-        key, sep, value = arg.partition("=")
-        if not sep:
-            raise ConfigError(f"{arg!r}: arguments after the run are key=value")
-        if key in OPTIONS:
-            options[key] = value
-        else:
-            overrides.append(arg)
+    run, options, overrides = run_and_options(argv, USAGE, OPTIONS)
     if "substeps" in options:
         if not options["substeps"].isdigit() or int(options["substeps"]) < 1:
             raise ConfigError(f"substeps={options['substeps']!r}; allowed: an integer >= 1")
         options["substeps"] = int(options["substeps"])
-    return argv[0], options, overrides
+    return run, options, overrides
+
+
+def _evaluate_and_say(argv: list[str]) -> int:
+    run, options, overrides = parse(argv)
+    entry = evaluate(run, overrides=overrides, **options)
+    shown = {k: round(v, 6) for k, v in entry["metrics"].items()}
+    print(f"{entry['checkpoint']}, scheme {entry['scheme']} x{entry['substeps']}: {shown}")
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     register_resolvers()
     quiet_lightning(info=False)
-    try:
-        run, options, overrides = parse(sys.argv[1:] if argv is None else argv)
-        entry = evaluate(run, overrides=overrides, **options)
-    except ConfigError as e:
-        exit_bad_input(e)
-    shown = {k: round(v, 6) for k, v in entry["metrics"].items()}
-    print(f"{entry['checkpoint']}, scheme {entry['scheme']} x{entry['substeps']}: {shown}")
-    return 0
+    return run_command(lambda: _evaluate_and_say(sys.argv[1:] if argv is None else argv))
 
 
 if __name__ == "__main__":

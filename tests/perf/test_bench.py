@@ -4,21 +4,12 @@ JSON keys the tables read stay, and the report prints them. No timings are asser
 from __future__ import annotations
 
 import pytest
-import torch
 
 from odenets.perf import harness, report, sections
 from odenets.provenance import cpu_model
 
 TINY = harness.Settings(width=4, image=8, batch=2, rounds=1, overhead_steps=2, input_images=256, input_batches=1,
                         matmul=16, warmup=0, depths=(30,), scaling_depths=(10, 18), input_batch=32)
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def test_interleave_rotates_and_ratios_are_medians_of_per_round_ratios():

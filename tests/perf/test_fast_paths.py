@@ -25,15 +25,6 @@ from odenets.tasks.classification import ClassificationTask
 SIZE, PAD = 32, 4
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models on a shared machine: a second intra-op thread only waits for the first."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def cifar_module(*overrides: str):
     return build_datamodule(compose(["dataset=cifar10", *overrides]).dataset)
 

@@ -57,7 +57,8 @@ BAD_INPUTS = [
     # second pass (issue 11): recurrent, ECG, sine, schedule and trainer keys; keys nothing reads
     (["model=ode_rnn", "model.hidden_size=0"], "model.hidden_size=0 is not allowed; expected an integer >= 1"),
     (["model=lstm", "model.chunk=0"], "model.chunk=0 is not allowed"),
-    (["model=gru", "model.gate_init=keras"], "model.gate_init='keras' is not allowed; expected torch, forget or chrono"),
+    (["model=gru", "model.gate_init=keras"],
+     "model.gate_init='keras' is not allowed; expected torch, forget or chrono"),
     (["model=lstm", "model.timescale=1"], "model.timescale=1 is not allowed"),
     (["model=phased_lstm", "model.r_on=2"], "model.r_on=2 is not allowed; expected a number in (0, 1]"),
     (["model=rkcnn", "model.dropout=1.5"], "model.dropout=1.5 is not allowed"),

@@ -31,6 +31,7 @@ from odenets.fileio import atomic_open
 from odenets.provenance import dirty_code
 from odenets.reporting.figures.curves import latest_generated
 from odenets.reporting.index import experiment_key
+from odenets.reporting.rerun import record_overrides
 from odenets.reporting.staleness import stale_modules
 from odenets.results import comparison_key, get, load_runs
 
@@ -102,7 +103,8 @@ def compact(run: dict) -> dict:
 def key_today(record: dict) -> str:
     """The experiment a stale record's overrides name under today's config: a config key added since (a new
     option at its default) changes `comparison_key` but not the experiment. Its own key where the overrides
-    no longer compose."""
+    no longer compose. A record whose overrides could run code or read outside conf/ is refused (`ConfigError`)."""
+    record_overrides(record)
     try:
         return experiment_key(record["overrides"])
     except (KeyError, HydraException, OmegaConfBaseException):

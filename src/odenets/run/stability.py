@@ -48,6 +48,7 @@ import torch
 from scipy import stats
 from scipy.sparse.linalg import ArpackNoConvergence, LinearOperator, eigs, svds
 from torch import Tensor, nn
+from torch.utils.hooks import RemovableHandle
 
 from odenets.core.blocks import RKBlock
 from odenets.core.schemes import scheme_from_config
@@ -182,14 +183,19 @@ def capture_inputs(net: nn.Module, x: Tensor, modules: Sequence[nn.Module]) -> d
     copy_ = lambda a: a.detach().clone() if isinstance(a, Tensor) else a
     record = lambda mod, args, kwargs: calls[mod].append((tuple(map(copy_, args)),
                                                           {k: copy_(v) for k, v in kwargs.items()}))
-    hooks = [m.register_forward_pre_hook(record, with_kwargs=True) for m in modules]
+    hooked_pass(net, x, [m.register_forward_pre_hook(record, with_kwargs=True) for m in modules])
+    return calls
+
+
+def hooked_pass(net: nn.Module, x: Tensor, hooks: Sequence[RemovableHandle]) -> None:
+    """One forward pass of `x` without gradients, recurrent layers stepped op by op, for its `hooks` to see (they
+    are removed after it)."""
     try:
         with torch.no_grad(), stepped_op_by_op(net):
             net(x)
     finally:
         for hook in hooks:
             hook.remove()
-    return calls
 
 
 def batched(calls: Sequence[tuple]) -> tuple[tuple, dict]:
@@ -215,17 +221,11 @@ def bn_statistics_of(net: nn.Module, x: Tensor) -> None:
     saved = [(m.momentum, m.training) for m in norms]
     counts: dict[nn.Module, int] = {}
     count = lambda mod, args, out: counts.__setitem__(mod, args[0].numel() // args[0].shape[1])  # per channel
-    hooks = [m.register_forward_hook(count) for m in norms]
     for m in norms:
         m.reset_running_stats()
         m.momentum = None
         m.train()
-    try:
-        with torch.no_grad(), stepped_op_by_op(net):
-            net(x)
-    finally:
-        for hook in hooks:
-            hook.remove()
+    hooked_pass(net, x, [m.register_forward_hook(count) for m in norms])
     for m, (momentum, training) in zip(norms, saved, strict=True):
         n = counts.get(m, 1)
         m.running_var.mul_((n - 1) / n if n > 1 else 1.0)
